@@ -72,6 +72,18 @@ impl Diagnostic {
         self
     }
 
+    /// Sets the label in place.
+    pub fn set_label(&mut self, label: impl Into<String>) -> &mut Diagnostic {
+        self.label = label.into();
+        self
+    }
+
+    /// Sets the help in place.
+    pub fn set_help(&mut self, help: impl Into<String>) -> &mut Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
     /// With a secondary span.
     pub fn with_secondary(mut self, span: Span, label: impl Into<String>) -> Diagnostic {
         self.secondary.push((span, label.into()));
@@ -187,7 +199,10 @@ pub fn to_json<'a>(file: &'a SourceFile, diagnostics: &'a [Diagnostic]) -> Vec<J
 }
 
 /// "did you mean `x`": the closest candidate by edit distance, if close enough.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = strsim::levenshtein(name, c);

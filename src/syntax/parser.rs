@@ -50,17 +50,25 @@ pub fn parse(text: &str) -> Result<RuleFile, Diagnostic> {
         ));
     }
     let mut pairs = Grammar::parse(Rule::file, text).map_err(pest_error)?;
-    let file = pairs.next().ok_or_else(|| Diagnostic::error("syntax", Span::default(), "empty file"))?;
+    let file = pairs
+        .next()
+        .ok_or_else(|| Diagnostic::error("syntax", Span::default(), "empty file"))?;
     lower_file(file)
 }
 
 /// Parses one expression (used for `{...}` interpolations in messages).
 pub fn parse_expr(text: &str) -> Result<Expr, Diagnostic> {
     if max_bracket_depth(text) > MAX_DEPTH {
-        return Err(Diagnostic::error("nesting-too-deep", Span::new(0, text.len()), "expression nests too deep"));
+        return Err(Diagnostic::error(
+            "nesting-too-deep",
+            Span::new(0, text.len()),
+            "expression nests too deep",
+        ));
     }
     let mut pairs = Grammar::parse(Rule::expr_only, text).map_err(pest_error)?;
-    let only = pairs.next().ok_or_else(|| Diagnostic::error("syntax", Span::default(), "empty expression"))?;
+    let only = pairs
+        .next()
+        .ok_or_else(|| Diagnostic::error("syntax", Span::default(), "empty expression"))?;
     let e = only
         .into_inner()
         .next()
@@ -90,7 +98,10 @@ fn pest_error(e: pest::error::Error<Rule>) -> Diagnostic {
         InputLocation::Span((a, b)) => Span::new(a, b),
     };
     let message = match &e.variant {
-        ErrorVariant::ParsingError { positives, negatives } => {
+        ErrorVariant::ParsingError {
+            positives,
+            negatives,
+        } => {
             let mut names: Vec<&str> = positives.iter().filter_map(|r| rule_name(*r)).collect();
             names.sort_unstable();
             names.dedup();
@@ -140,8 +151,12 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::gate => "`require`",
         Rule::cmp_op => "a comparison",
         Rule::op_or | Rule::op_and => "`and` / `or`",
-        Rule::op_eq | Rule::op_ne | Rule::op_lt | Rule::op_le | Rule::op_gt | Rule::op_ge => "an operator",
-        Rule::op_add | Rule::op_sub | Rule::op_mul | Rule::op_div | Rule::op_coalesce => "an operator",
+        Rule::op_eq | Rule::op_ne | Rule::op_lt | Rule::op_le | Rule::op_gt | Rule::op_ge => {
+            "an operator"
+        }
+        Rule::op_add | Rule::op_sub | Rule::op_mul | Rule::op_div | Rule::op_coalesce => {
+            "an operator"
+        }
         Rule::object => "`{`",
         Rule::array => "`[`",
         Rule::pair => "a field name",
@@ -160,21 +175,32 @@ fn span_of(p: &P<'_>) -> Span {
 }
 
 fn bug(p: &P<'_>) -> Diagnostic {
-    Diagnostic::error("syntax", span_of(p), format!("unexpected {:?}", p.as_rule()))
+    Diagnostic::error(
+        "syntax",
+        span_of(p),
+        format!("unexpected {:?}", p.as_rule()),
+    )
 }
 
 /// Takes the next inner pair, or reports the parent as malformed (cannot happen for text the grammar accepted).
 fn next<'a>(it: &mut impl Iterator<Item = P<'a>>, parent: Span) -> Result<P<'a>, Diagnostic> {
-    it.next().ok_or_else(|| Diagnostic::error("syntax", parent, "incomplete declaration"))
+    it.next()
+        .ok_or_else(|| Diagnostic::error("syntax", parent, "incomplete declaration"))
 }
 
 fn ident(p: P<'_>) -> Ident {
-    Ident { name: p.as_str().to_string(), span: span_of(&p) }
+    Ident {
+        name: p.as_str().to_string(),
+        span: span_of(&p),
+    }
 }
 
 /// Unescapes a string literal's text (without quotes).
 pub fn unquote(raw: &str) -> String {
-    let inner = raw.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(raw);
+    let inner = raw
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(raw);
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
@@ -217,7 +243,13 @@ fn lower_file(file: P<'_>) -> Result<RuleFile, Diagnostic> {
         }
         items.push(item(p)?);
     }
-    Ok(RuleFile { id, title, version, effective, items })
+    Ok(RuleFile {
+        id,
+        title,
+        version,
+        effective,
+        items,
+    })
 }
 
 fn item(p: P<'_>) -> Result<Item, Diagnostic> {
@@ -238,7 +270,14 @@ fn item(p: P<'_>) -> Result<Item, Diagnostic> {
             } else {
                 (None, first, second)
             };
-            Item::Let(LetDecl { list, name, label: None, max: None, expr: expr(e)?, span })
+            Item::Let(LetDecl {
+                list,
+                name,
+                label: None,
+                max: None,
+                expr: expr(e)?,
+                span,
+            })
         }
         Rule::criterion_decl => {
             let mut it = p.into_inner();
@@ -246,17 +285,34 @@ fn item(p: P<'_>) -> Result<Item, Diagnostic> {
             let label = string(next(&mut it, span)?).0;
             let third = next(&mut it, span)?;
             let (max, e) = if third.as_rule() == Rule::number {
-                (Some((third.as_str().to_string(), span_of(&third))), next(&mut it, span)?)
+                (
+                    Some((third.as_str().to_string(), span_of(&third))),
+                    next(&mut it, span)?,
+                )
             } else {
                 (None, third)
             };
-            Item::Criterion(LetDecl { list: None, name, label: Some(label), max, expr: expr(e)?, span })
+            Item::Criterion(LetDecl {
+                list: None,
+                name,
+                label: Some(label),
+                max,
+                expr: expr(e)?,
+                span,
+            })
         }
         Rule::score_decl => {
             let mut it = p.into_inner();
             let name = ident(next(&mut it, span)?);
             let e = expr(next(&mut it, span)?)?;
-            Item::Score(LetDecl { list: None, name, label: None, max: None, expr: e, span })
+            Item::Score(LetDecl {
+                list: None,
+                name,
+                label: None,
+                max: None,
+                expr: e,
+                span,
+            })
         }
         Rule::table_decl => {
             let mut it = p.into_inner();
@@ -264,7 +320,9 @@ fn item(p: P<'_>) -> Result<Item, Diagnostic> {
             let arms = it.map(arm).collect::<Result<Vec<_>, _>>()?;
             Item::Table(TableDecl { name, arms, span })
         }
-        Rule::eligibility_decl | Rule::veto_decl | Rule::cap_decl | Rule::flag_decl => rule_decl(p)?,
+        Rule::eligibility_decl | Rule::veto_decl | Rule::cap_decl | Rule::flag_decl => {
+            rule_decl(p)?
+        }
         Rule::invalid_decl => {
             let mut it = p.into_inner();
             let path = next(&mut it, span)?;
@@ -273,7 +331,13 @@ fn item(p: P<'_>) -> Result<Item, Diagnostic> {
             let item_field = pi.next().map(ident);
             let when = expr(next(&mut it, span)?)?;
             let because = because(next(&mut it, span)?, span)?;
-            Item::Invalid(InvalidDecl { field, item_field, when, because, span })
+            Item::Invalid(InvalidDecl {
+                field,
+                item_field,
+                when,
+                because,
+                span,
+            })
         }
         Rule::classify_decl => {
             let mut it = p.into_inner();
@@ -287,7 +351,12 @@ fn item(p: P<'_>) -> Result<Item, Diagnostic> {
                     _ => return Err(bug(&q)),
                 }
             }
-            Item::Classify(ClassifyDecl { by, flag, bands, span })
+            Item::Classify(ClassifyDecl {
+                by,
+                flag,
+                bands,
+                span,
+            })
         }
         Rule::quota_decl => Item::Quota(quota(p)?),
         Rule::fixture_decl => {
@@ -310,7 +379,14 @@ fn field(p: P<'_>) -> Result<FieldDecl, Diagnostic> {
     let name = ident(next(&mut it, span)?);
     let tp = next(&mut it, span)?;
     let ty = type_expr(next(&mut tp.into_inner(), span)?)?;
-    let mut f = FieldDecl { name, ty, optional: false, default: None, role: None, span };
+    let mut f = FieldDecl {
+        name,
+        ty,
+        optional: false,
+        default: None,
+        role: None,
+        span,
+    };
     for q in it {
         match q.as_rule() {
             Rule::optional_mark => f.optional = true,
@@ -370,7 +446,10 @@ fn levels(p: P<'_>) -> Result<Vec<LevelDecl>, Diagnostic> {
 fn flag_clause(p: P<'_>, span: Span) -> Result<FlagClause, Diagnostic> {
     let mut it = p.into_inner();
     let code = string(next(&mut it, span)?).0;
-    Ok(FlagClause { code, if_lowered: it.next().is_some() })
+    Ok(FlagClause {
+        code,
+        if_lowered: it.next().is_some(),
+    })
 }
 
 fn because(p: P<'_>, span: Span) -> Result<(String, Span), Diagnostic> {
@@ -384,7 +463,10 @@ fn rule_decl(p: P<'_>) -> Result<Item, Diagnostic> {
     let name = ident(next(&mut it, span)?);
     let mut d = RuleDecl {
         name,
-        when: Expr { kind: ExprKind::Bool(true), span },
+        when: Expr {
+            kind: ExprKind::Bool(true),
+            span,
+        },
         target: None,
         flag: None,
         because: None,
@@ -397,14 +479,22 @@ fn rule_decl(p: P<'_>) -> Result<Item, Diagnostic> {
         }
         Rule::flag_decl => {
             let code = string(next(&mut it, span)?).0;
-            d.flag = Some(FlagClause { code, if_lowered: false });
+            d.flag = Some(FlagClause {
+                code,
+                if_lowered: false,
+            });
             d.when = expr(next(&mut it, span)?)?;
         }
         _ => d.when = expr(next(&mut it, span)?)?,
     }
     for q in it {
         match q.as_rule() {
-            Rule::ident => d.target = Some(Expr { kind: ExprKind::Name(q.as_str().to_string()), span: span_of(&q) }),
+            Rule::ident => {
+                d.target = Some(Expr {
+                    kind: ExprKind::Name(q.as_str().to_string()),
+                    span: span_of(&q),
+                })
+            }
             Rule::flag_clause => d.flag = Some(flag_clause(q, span)?),
             Rule::because => d.because = Some(because(q, span)?),
             _ => return Err(bug(&q)),
@@ -422,7 +512,12 @@ fn band(p: P<'_>) -> Result<Band, Diagnostic> {
     let span = span_of(&p);
     let mut it = p.into_inner();
     let level = ident(next(&mut it, span)?);
-    let mut b = Band { level, threshold: None, gate: None, span };
+    let mut b = Band {
+        level,
+        threshold: None,
+        gate: None,
+        span,
+    };
     for q in it {
         match q.as_rule() {
             Rule::band_threshold => {
@@ -465,7 +560,9 @@ fn quota(p: P<'_>) -> Result<QuotaDecl, Diagnostic> {
     } else {
         (false, ident(first))
     };
-    let rounding = ki.next().map_or_else(|| "down".to_string(), |r| r.as_str().to_string());
+    let rounding = ki
+        .next()
+        .map_or_else(|| "down".to_string(), |r| r.as_str().to_string());
     let mut q = QuotaDecl {
         name,
         level,
@@ -478,7 +575,10 @@ fn quota(p: P<'_>) -> Result<QuotaDecl, Diagnostic> {
         rank: Vec::new(),
         ties_demote_all: true,
         tie_flag: None,
-        demote_to: Ident { name: String::new(), span },
+        demote_to: Ident {
+            name: String::new(),
+            span,
+        },
         demote_flag: None,
         exemption: false,
         span,
@@ -518,7 +618,11 @@ fn quota(p: P<'_>) -> Result<QuotaDecl, Diagnostic> {
 
 fn given_value(p: P<'_>) -> Result<GivenValue, Diagnostic> {
     let span = span_of(&p);
-    let mut g = GivenValue { base: None, object: None, span };
+    let mut g = GivenValue {
+        base: None,
+        object: None,
+        span,
+    };
     for q in p.into_inner() {
         match q.as_rule() {
             Rule::ident => g.base = Some(ident(q)),
@@ -534,21 +638,30 @@ fn test(p: P<'_>) -> Result<TestDecl, Diagnostic> {
     let mut it = p.into_inner();
     let name = string(next(&mut it, span)?).0;
     let given_p = next(&mut it, span)?;
-    let mut t = TestDecl { name, given: Vec::new(), cohort: false, exemption: None, expect: Expect::Cohort(Vec::new()), span };
+    let mut t = TestDecl {
+        name,
+        given: Vec::new(),
+        cohort: false,
+        exemption: None,
+        expect: Expect::Cohort(Vec::new()),
+        span,
+    };
     match given_p.as_rule() {
-        Rule::given_one => t.given.push(given_value(next(&mut given_p.into_inner(), span)?)?),
+        Rule::given_one => t
+            .given
+            .push(given_value(next(&mut given_p.into_inner(), span)?)?),
         _ => {
             t.cohort = true;
-            let text = given_p.as_str();
             for q in given_p.into_inner() {
                 match q.as_rule() {
-                    Rule::number => t.exemption = Some(Some(q.as_str().to_string())),
+                    Rule::cohort_exemption => {
+                        let v = next(&mut q.into_inner(), span)?;
+                        t.exemption =
+                            Some((v.as_rule() == Rule::number).then(|| v.as_str().to_string()));
+                    }
                     Rule::given_value => t.given.push(given_value(q)?),
                     _ => return Err(bug(&q)),
                 }
-            }
-            if t.exemption.is_none() && text.contains("unlimited") {
-                t.exemption = Some(None);
             }
         }
     }
@@ -558,25 +671,32 @@ fn test(p: P<'_>) -> Result<TestDecl, Diagnostic> {
         Rule::expect_invalid => Expect::Invalid(string(next(&mut inner.into_inner(), span)?).0),
         Rule::expect_cohort => Expect::Cohort(inner.into_inner().map(ident).collect()),
         _ => {
-            let text = inner.as_str();
             let mut ei = inner.into_inner();
             let outcome = ident(next(&mut ei, span)?);
             let (mut total, mut flags, mut by) = (None, None, Vec::new());
-            let has_flags = text.contains("flags");
-            let mut flag_list = Vec::new();
             for q in ei {
                 match q.as_rule() {
-                    Rule::number => total = Some(q.as_str().to_string()),
-                    Rule::string if total.is_none() && flag_list.is_empty() && !has_flags => total = Some(string(q).0),
-                    Rule::string => flag_list.push(string(q).0),
-                    Rule::ident => by.push(ident(q)),
+                    Rule::expect_total => {
+                        let v = next(&mut q.into_inner(), span)?;
+                        total = Some(if v.as_rule() == Rule::string {
+                            string(v).0
+                        } else {
+                            v.as_str().to_string()
+                        });
+                    }
+                    Rule::expect_flags => {
+                        flags = Some(q.into_inner().map(|s| string(s).0).collect())
+                    }
+                    Rule::expect_by => by = q.into_inner().map(ident).collect(),
                     _ => return Err(bug(&q)),
                 }
             }
-            if has_flags {
-                flags = Some(flag_list);
+            Expect::One {
+                outcome,
+                total,
+                flags,
+                by,
             }
-            Expect::One { outcome, total, flags, by }
         }
     };
     Ok(t)
@@ -605,7 +725,11 @@ fn literal(p: P<'_>) -> Result<Literal, Diagnostic> {
                         Diagnostic::error("syntax", span_of(&first), "repeat count too large")
                     })?;
                     if n > 10_000 {
-                        return Err(Diagnostic::error("syntax", span_of(&first), "repeat count above 10000"));
+                        return Err(Diagnostic::error(
+                            "syntax",
+                            span_of(&first),
+                            "repeat count above 10000",
+                        ));
                     }
                     let v = literal(next(&mut ii, span)?)?;
                     items.extend(std::iter::repeat_n(v, n));
@@ -674,7 +798,11 @@ fn expr(p: P<'_>) -> Result<Expr, Diagnostic> {
                     ExprKind::Field(Box::new(lhs), ident(name))
                 }
                 _ => {
-                    let items = op.into_inner().filter(|q| q.as_rule() == Rule::expr).map(expr).collect::<Result<Vec<_>, _>>()?;
+                    let items = op
+                        .into_inner()
+                        .filter(|q| q.as_rule() == Rule::expr)
+                        .map(expr)
+                        .collect::<Result<Vec<_>, _>>()?;
                     ExprKind::In(Box::new(lhs), items)
                 }
             };
@@ -698,7 +826,10 @@ fn expr(p: P<'_>) -> Result<Expr, Diagnostic> {
                 _ => BinOp::Div,
             };
             let span = Span::new(lhs.span.lo as usize, rhs.span.hi as usize);
-            Ok(Expr { kind: ExprKind::Binary(bin, Box::new(lhs), Box::new(rhs)), span })
+            Ok(Expr {
+                kind: ExprKind::Binary(bin, Box::new(lhs), Box::new(rhs)),
+                span,
+            })
         })
         .parse(p.into_inner())
 }
@@ -746,7 +877,13 @@ fn primary(p: P<'_>) -> Result<Expr, Diagnostic> {
                     _ => item = Some(Box::new(expr(inner)?)),
                 }
             }
-            ExprKind::Aggregate { kind, list, alias, filter, item }
+            ExprKind::Aggregate {
+                kind,
+                list,
+                alias,
+                filter,
+                item,
+            }
         }
         Rule::call => {
             let mut it = p.into_inner();
@@ -766,27 +903,50 @@ mod tests {
     #[test]
     fn precedence_puts_coalesce_above_arithmetic() {
         let e = parse_expr("a ?? 0 + b * 2 >= 3 and not c").expect("parses");
-        let ExprKind::Binary(BinOp::And, lhs, _) = e.kind else { panic!("and at the top") };
-        let ExprKind::Binary(BinOp::Ge, sum, _) = lhs.kind else { panic!(">= under and") };
-        let ExprKind::Binary(BinOp::Add, coalesce, _) = sum.kind else { panic!("+ under >=") };
-        assert!(matches!(coalesce.kind, ExprKind::Binary(BinOp::Coalesce, _, _)));
+        let ExprKind::Binary(BinOp::And, lhs, _) = e.kind else {
+            panic!("and at the top")
+        };
+        let ExprKind::Binary(BinOp::Ge, sum, _) = lhs.kind else {
+            panic!(">= under and")
+        };
+        let ExprKind::Binary(BinOp::Add, coalesce, _) = sum.kind else {
+            panic!("+ under >=")
+        };
+        assert!(matches!(
+            coalesce.kind,
+            ExprKind::Binary(BinOp::Coalesce, _, _)
+        ));
     }
 
     #[test]
     fn aggregate_forms() {
         let e = parse_expr("sum(tasks where completed_on present: units)").expect("parses");
-        let ExprKind::Aggregate { kind, filter, item, .. } = e.kind else { panic!("aggregate") };
+        let ExprKind::Aggregate {
+            kind, filter, item, ..
+        } = e.kind
+        else {
+            panic!("aggregate")
+        };
         assert_eq!(kind, AggKind::Sum);
         assert!(filter.is_some() && item.is_some());
         let e = parse_expr("min(a, b)").expect("parses");
         assert!(matches!(e.kind, ExprKind::Call(..)));
         let e = parse_expr("count(tasks)").expect("parses");
-        assert!(matches!(e.kind, ExprKind::Aggregate { kind: AggKind::Count, filter: None, item: None, .. }));
+        assert!(matches!(
+            e.kind,
+            ExprKind::Aggregate {
+                kind: AggKind::Count,
+                filter: None,
+                item: None,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn syntax_error_points_at_the_place() {
-        let err = parse("ruleset x \"t\" version \"1\" effective 2025-01-01\nlet a = 1 +\n").expect_err("fails");
+        let err = parse("ruleset x \"t\" version \"1\" effective 2025-01-01\nlet a = 1 +\n")
+            .expect_err("fails");
         assert_eq!(err.code, "syntax");
         assert!(err.span.lo >= 55, "{:?}", err.span);
     }

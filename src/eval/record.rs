@@ -1,0 +1,411 @@
+//! Records: JSON in, validated against a rule set's schema, out as typed slots.
+//!
+//! The rules of DESIGN.md "Settled interfaces": unknown keys are errors with a did-you-mean,
+//! `null` is absent, decimals come as strings or JSON numbers and are read exactly from their
+//! text, integers as JSON integers, dates `YYYY-MM-DD`, enum values exactly as declared, text
+//! normalised to Unicode NFC.
+
+use crate::check::ir::{Bounds, Const, Field, FieldType, RecordTypeId, Role, Schema};
+use crate::diagnostic::did_you_mean;
+use crate::eval::date;
+use crate::num::Num;
+use serde_json::Value as Json;
+use std::fmt;
+use unicode_normalization::UnicodeNormalization;
+
+/// A field value of a validated record.
+#[derive(Clone, Debug)]
+pub enum Value {
+    /// Not given, and no default.
+    Absent,
+    /// true / false
+    Bool(bool),
+    /// An exact number.
+    Num(Num),
+    /// NFC text.
+    Text(Box<str>),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Enum value: (enum type, value index).
+    Enum(u16, u16),
+    /// Level index.
+    Level(u8),
+    /// Items of a list.
+    List(Vec<Record>),
+    /// A nested record.
+    Record(Box<Record>),
+}
+
+/// A validated record: one value per schema field, in declaration order.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Values by field slot.
+    pub slots: Vec<Value>,
+}
+
+impl Record {
+    /// The value in a slot (absent when out of range).
+    #[inline]
+    pub fn get(&self, slot: u16) -> &Value {
+        self.slots.get(slot as usize).unwrap_or(&Value::Absent)
+    }
+
+    /// The text in a slot, if it holds text.
+    pub fn text(&self, slot: Option<u16>) -> Option<&str> {
+        match self.get(slot?) {
+            Value::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// A record that does not fit the schema: where, and what was expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Field path such as `tasks[3].deadline` (empty for the record itself).
+    pub path: String,
+    /// What was expected and what was found.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Unicode NFC form of a text.
+pub fn nfc(s: &str) -> String {
+    s.nfc().collect()
+}
+
+/// Whether a number lies within bounds.
+pub fn within(n: &Num, b: &Bounds) -> bool {
+    use std::cmp::Ordering::*;
+    let lo = match b.min {
+        None => true,
+        Some((m, incl)) => matches!((n.cmp(&m), incl), (Ok(Greater), _) | (Ok(Equal), true)),
+    };
+    let hi = match b.max {
+        None => true,
+        Some((m, incl)) => matches!((n.cmp(&m), incl), (Ok(Less), _) | (Ok(Equal), true)),
+    };
+    lo && hi
+}
+
+/// At most this many field errors are reported for one record.
+const MAX_ERRORS: usize = 50;
+
+/// Validates a JSON record against the schema's root record type.
+pub fn from_json(schema: &Schema, json: &Json) -> Result<Record, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let record = decode_record(schema, 0, json, "", &mut errors);
+    if errors.is_empty() {
+        Ok(record)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses JSON text (decimals kept exact) and validates it.
+pub fn from_json_text(schema: &Schema, text: &str) -> Result<Record, Vec<FieldError>> {
+    let json: Json = serde_json::from_str(text).map_err(|e| {
+        vec![FieldError {
+            path: String::new(),
+            message: format!("not valid JSON: {e}"),
+        }]
+    })?;
+    from_json(schema, &json)
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn shown(v: &Json) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn decode_record(
+    schema: &Schema,
+    rt: RecordTypeId,
+    json: &Json,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) -> Record {
+    let Some(fields) = schema.records.get(rt).map(|r| &r.fields) else {
+        return Record { slots: Vec::new() };
+    };
+    let Json::Object(map) = json else {
+        errors.push(FieldError {
+            path: path.to_string(),
+            message: format!("expected a record {{...}}, got {}", shown(json)),
+        });
+        return Record { slots: Vec::new() };
+    };
+    for key in map.keys() {
+        if !fields.iter().any(|f| f.name == *key) && errors.len() < MAX_ERRORS {
+            let hint = did_you_mean(key, fields.iter().map(|f| f.name.as_str()));
+            let message = match hint {
+                Some(h) => format!("unknown field; {h}"),
+                None => "unknown field".to_string(),
+            };
+            errors.push(FieldError {
+                path: join(path, key),
+                message,
+            });
+        }
+    }
+    let slots = fields
+        .iter()
+        .map(|f| {
+            let p = join(path, &f.name);
+            match map.get(&f.name) {
+                None | Some(Json::Null) => absent(f, &p, errors),
+                Some(v) => decode_value(schema, f, v, &p, errors),
+            }
+        })
+        .collect();
+    Record { slots }
+}
+
+fn absent(f: &Field, path: &str, errors: &mut Vec<FieldError>) -> Value {
+    match &f.default {
+        Some(c) => from_const(c),
+        None if f.optional => Value::Absent,
+        None => {
+            if errors.len() < MAX_ERRORS {
+                errors.push(FieldError {
+                    path: path.to_string(),
+                    message: "required field is missing".to_string(),
+                });
+            }
+            Value::Absent
+        }
+    }
+}
+
+/// A schema default as a value.
+pub fn from_const(c: &Const) -> Value {
+    match c {
+        Const::Absent => Value::Absent,
+        Const::Bool(b) => Value::Bool(*b),
+        Const::Num(n) => Value::Num(*n),
+        Const::Text(t) => Value::Text(t.clone().into_boxed_str()),
+        Const::Date(d) => Value::Date(*d),
+        Const::Enum(t, e) => Value::Enum(*t, *e),
+        Const::Level(l) => Value::Level(*l),
+        Const::EmptyList => Value::List(Vec::new()),
+    }
+}
+
+fn decode_value(
+    schema: &Schema,
+    f: &Field,
+    v: &Json,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) -> Value {
+    let mut err = |message: String| {
+        if errors.len() < MAX_ERRORS {
+            errors.push(FieldError {
+                path: path.to_string(),
+                message,
+            });
+        }
+        Value::Absent
+    };
+    match &f.ty {
+        FieldType::Text => match v {
+            Json::String(s) => {
+                let t = nfc(s);
+                if f.role == Some(Role::Period) && date::parse_period(&t).is_none() {
+                    return err(format!(
+                        "expected a period such as \"2025\", \"2025-Q3\" or \"2025-07\", got {}",
+                        shown(v)
+                    ));
+                }
+                Value::Text(t.into_boxed_str())
+            }
+            _ => err(format!("expected a text, got {}", shown(v))),
+        },
+        FieldType::Bool => match v {
+            Json::Bool(b) => Value::Bool(*b),
+            _ => err(format!("expected true or false, got {}", shown(v))),
+        },
+        FieldType::Integer(b) => {
+            let n = match v {
+                Json::Number(n) if !n.as_str().contains(['.', 'e', 'E']) => {
+                    Num::parse_decimal(n.as_str()).ok()
+                }
+                _ => None,
+            };
+            match n {
+                Some(n) if within(&n, b) => Value::Num(n),
+                Some(_) => err(format!(
+                    "expected a whole number {}, got {}",
+                    b.describe(),
+                    shown(v)
+                )),
+                None => err(format!("expected a whole number, got {}", shown(v))),
+            }
+        }
+        FieldType::Decimal(b) => {
+            let text = match v {
+                Json::Number(n) => Some(n.as_str()),
+                Json::String(s) => Some(s.as_str()),
+                _ => None,
+            };
+            match text.map(Num::parse_decimal) {
+                Some(Ok(n)) => {
+                    if within(&n, b) {
+                        Value::Num(n)
+                    } else {
+                        err(format!(
+                            "expected a decimal {}, got {}",
+                            b.describe(),
+                            shown(v)
+                        ))
+                    }
+                }
+                Some(Err(e)) => err(format!("expected a decimal number, got {} ({e})", shown(v))),
+                None => err(format!(
+                    "expected a decimal number (as text such as \"62.99\" or a JSON number), got {}",
+                    shown(v)
+                )),
+            }
+        }
+        FieldType::Date => match v {
+            Json::String(s) => match date::parse_date(s) {
+                Some(d) => Value::Date(d),
+                None => err(format!("expected a date YYYY-MM-DD, got {}", shown(v))),
+            },
+            _ => err(format!("expected a date YYYY-MM-DD, got {}", shown(v))),
+        },
+        FieldType::Level => {
+            let levels = schema.levels.get(..schema.ordered_levels).unwrap_or(&[]);
+            match v {
+                Json::String(s) => match levels
+                    .iter()
+                    .position(|l| l == s)
+                    .and_then(|i| u8::try_from(i).ok())
+                {
+                    Some(i) => Value::Level(i),
+                    None => err(format!(
+                        "expected one of {}, got {}",
+                        levels.join(", "),
+                        shown(v)
+                    )),
+                },
+                _ => err(format!(
+                    "expected one of {}, got {}",
+                    levels.join(", "),
+                    shown(v)
+                )),
+            }
+        }
+        FieldType::Enum(e) => {
+            let values = schema
+                .enums
+                .get(*e)
+                .map(|e| e.values.as_slice())
+                .unwrap_or(&[]);
+            match v {
+                Json::String(s) => match values
+                    .iter()
+                    .position(|x| x == s)
+                    .and_then(|i| u16::try_from(i).ok())
+                {
+                    Some(i) => Value::Enum(u16::try_from(*e).unwrap_or(u16::MAX), i),
+                    None => err(format!(
+                        "expected one of {}, got {}",
+                        values.join(", "),
+                        shown(v)
+                    )),
+                },
+                _ => err(format!(
+                    "expected one of {}, got {}",
+                    values.join(", "),
+                    shown(v)
+                )),
+            }
+        }
+        FieldType::List(rt) => match v {
+            Json::Array(items) => Value::List(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        decode_record(schema, *rt, item, &format!("{path}[{i}]"), errors)
+                    })
+                    .collect(),
+            ),
+            _ => err(format!("expected a list [...], got {}", shown(v))),
+        },
+        FieldType::Record(rt) => {
+            Value::Record(Box::new(decode_record(schema, *rt, v, path, errors)))
+        }
+    }
+}
+
+/// The canonical JSON of a record: schema order, defaults filled in, decimals as exact text.
+pub fn to_json(schema: &Schema, record: &Record) -> Json {
+    record_json(schema, 0, record)
+}
+
+fn record_json(schema: &Schema, rt: RecordTypeId, record: &Record) -> Json {
+    let mut map = serde_json::Map::new();
+    let Some(fields) = schema.records.get(rt).map(|r| &r.fields) else {
+        return Json::Object(map);
+    };
+    for (f, v) in fields.iter().zip(&record.slots) {
+        let j = match v {
+            Value::Absent => continue,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Num(n) => match (&f.ty, n.to_i64()) {
+                (FieldType::Integer(_), Some(i)) => Json::from(i),
+                _ => Json::String(n.to_decimal_string().unwrap_or_else(|| n.to_string())),
+            },
+            Value::Text(t) => Json::String(t.to_string()),
+            Value::Date(d) => Json::String(date::format_date(*d)),
+            Value::Enum(t, e) => Json::String(enum_name(schema, *t, *e).to_string()),
+            Value::Level(l) => {
+                Json::String(schema.levels.get(*l as usize).cloned().unwrap_or_default())
+            }
+            Value::List(items) => match f.ty {
+                FieldType::List(irt) => {
+                    Json::Array(items.iter().map(|i| record_json(schema, irt, i)).collect())
+                }
+                _ => Json::Array(Vec::new()),
+            },
+            Value::Record(r) => match f.ty {
+                FieldType::Record(irt) => record_json(schema, irt, r),
+                _ => Json::Null,
+            },
+        };
+        map.insert(f.name.clone(), j);
+    }
+    Json::Object(map)
+}
+
+/// The declared name of an enum value.
+pub fn enum_name(schema: &Schema, t: u16, e: u16) -> &str {
+    schema
+        .enums
+        .get(t as usize)
+        .and_then(|en| en.values.get(e as usize))
+        .map_or("", String::as_str)
+}
