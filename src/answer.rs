@@ -113,13 +113,13 @@ pub fn step_json(rs: &RuleSet, s: &TraceStep) -> Json {
     if let Some(v) = value_text(rs, &s.value) {
         m.insert("value".into(), Json::String(v));
     }
-    if let Some((from, to)) = s.levels {
-        if from != to {
-            m.insert(
-                "effect".into(),
-                Json::String(format!("{} → {}", rs.level_id(from), rs.level_id(to))),
-            );
-        }
+    if let Some((from, to)) = s.levels
+        && from != to
+    {
+        m.insert(
+            "effect".into(),
+            Json::String(format!("{} → {}", rs.level_id(from), rs.level_id(to))),
+        );
     }
     if let Some(msg) = &s.message {
         m.insert("message".into(), Json::String(msg.clone()));

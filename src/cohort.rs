@@ -129,10 +129,8 @@ pub fn classify_cohort(
                     limit: limit_u32,
                     tied,
                 });
-                if tied {
-                    if let Some(f) = &q.tie_flag {
-                        o.add_flag(rs, f);
-                    }
+                if tied && let Some(f) = &q.tie_flag {
+                    o.add_flag(rs, f);
                 }
                 let src = rs.bases.quota + qi;
                 let what = if keep { "keeps" } else { "loses" };

@@ -1,6 +1,13 @@
 //! Runs every conformance record of ../shared/conformance through the bundled rules and
 //! reports each difference (outcome, total, flags) with the record's subject_id.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests fail loudly"
+)]
 use merit::answer::format_total;
 use merit::compile::{RuleSet, compile};
 use merit::eval::{TraceLevel, evaluate, record};

@@ -90,14 +90,14 @@ impl Checker<'_> {
                 let mut out = Vec::new();
                 for i in items {
                     let (iex, ity) = self.expr(i, frames, ty.map(|t| t.ty));
-                    if let (Some(t), Some(it)) = (ty, ity) {
-                        if t.ty != it.ty || it.optional {
-                            self.error(
-                                "type-mismatch",
-                                i.span,
-                                format!("expected {}, found {}", describe(req(t.ty)), describe(it)),
-                            );
-                        }
+                    if let (Some(t), Some(it)) = (ty, ity)
+                        && (t.ty != it.ty || it.optional)
+                    {
+                        self.error(
+                            "type-mismatch",
+                            i.span,
+                            format!("expected {}, found {}", describe(req(t.ty)), describe(it)),
+                        );
                     }
                     out.push(iex);
                 }
@@ -235,20 +235,20 @@ impl Checker<'_> {
                     Some(t),
                 );
             }
-            if let Some(ls) = frame.list_slot {
-                if let Some(&id) = self.item_index.get(&(ls, n.to_string())) {
-                    let ty = self.check_item_let(id);
-                    if ty.is_none() && self.item_state.get(id) == Some(&super::State::Doing) {
-                        self.error("cycle", span, format!("`{n}` depends on itself"));
-                    }
-                    return (
-                        Ex::ItemLet {
-                            frame: frame_no,
-                            id,
-                        },
-                        ty,
-                    );
+            if let Some(ls) = frame.list_slot
+                && let Some(&id) = self.item_index.get(&(ls, n.to_string()))
+            {
+                let ty = self.check_item_let(id);
+                if ty.is_none() && self.item_state.get(id) == Some(&super::State::Doing) {
+                    self.error("cycle", span, format!("`{n}` depends on itself"));
                 }
+                return (
+                    Ex::ItemLet {
+                        frame: frame_no,
+                        id,
+                    },
+                    ty,
+                );
             }
         }
         // 2. Top-level values.
@@ -262,19 +262,18 @@ impl Checker<'_> {
             return (Ex::Let(id), ty);
         }
         // 3. Enum values by context, then levels.
-        if let Some(Ty::Enum(e)) = want {
-            if let Some(i) = self
+        if let Some(Ty::Enum(e)) = want
+            && let Some(i) = self
                 .schema
                 .enums
                 .get(e)
                 .and_then(|en| en.values.iter().position(|v| v == n))
                 .and_then(|i| u16::try_from(i).ok())
-            {
-                return (
-                    Ex::Const(Const::Enum(u16::try_from(e).unwrap_or(u16::MAX), i)),
-                    Some(req(Ty::Enum(e))),
-                );
-            }
+        {
+            return (
+                Ex::Const(Const::Enum(u16::try_from(e).unwrap_or(u16::MAX), i)),
+                Some(req(Ty::Enum(e))),
+            );
         }
         if let Some(l) = self.level_index(n) {
             return (Ex::Const(Const::Level(l)), Some(req(Ty::Level)));
@@ -317,53 +316,52 @@ impl Checker<'_> {
 
     fn field(&mut self, base: &ast::Expr, field: &ast::Ident, frames: &mut Vec<Frame>) -> Checked {
         // `alias.field` reaches an aggregate's item.
-        if let ExprKind::Name(n) = &base.kind {
-            if let Some(fi) = frames
+        if let ExprKind::Name(n) = &base.kind
+            && let Some(fi) = frames
                 .iter()
                 .rposition(|f| f.alias.as_deref() == Some(n.as_str()))
-            {
-                let Some(frame) = frames.get(fi).cloned() else {
-                    return (Ex::Const(Const::Absent), None);
-                };
-                let frame_no = u8::try_from(fi).unwrap_or(u8::MAX);
-                let found = self.schema.records.get(frame.record).and_then(|r| {
-                    r.fields
-                        .iter()
-                        .enumerate()
-                        .find(|(_, f)| f.name == field.name)
-                        .and_then(|(i, f)| Some((u16::try_from(i).ok()?, f.clone())))
-                });
-                if let Some((slot, f)) = found {
-                    let mut t = field_type(&f);
-                    if frame
-                        .narrowed
-                        .iter()
-                        .any(|x| *x == format!("{n}.{}", field.name))
-                    {
-                        t.optional = false;
-                    }
-                    return (
-                        Ex::Field {
-                            frame: frame_no,
-                            slot,
-                        },
-                        Some(t),
-                    );
+        {
+            let Some(frame) = frames.get(fi).cloned() else {
+                return (Ex::Const(Const::Absent), None);
+            };
+            let frame_no = u8::try_from(fi).unwrap_or(u8::MAX);
+            let found = self.schema.records.get(frame.record).and_then(|r| {
+                r.fields
+                    .iter()
+                    .enumerate()
+                    .find(|(_, f)| f.name == field.name)
+                    .and_then(|(i, f)| Some((u16::try_from(i).ok()?, f.clone())))
+            });
+            if let Some((slot, f)) = found {
+                let mut t = field_type(&f);
+                if frame
+                    .narrowed
+                    .iter()
+                    .any(|x| *x == format!("{n}.{}", field.name))
+                {
+                    t.optional = false;
                 }
-                if let Some(ls) = frame.list_slot {
-                    if let Some(&id) = self.item_index.get(&(ls, field.name.clone())) {
-                        let ty = self.check_item_let(id);
-                        return (
-                            Ex::ItemLet {
-                                frame: frame_no,
-                                id,
-                            },
-                            ty,
-                        );
-                    }
-                }
-                return self.no_such_field(frame.record, field, Some(frame.list_slot));
+                return (
+                    Ex::Field {
+                        frame: frame_no,
+                        slot,
+                    },
+                    Some(t),
+                );
             }
+            if let Some(ls) = frame.list_slot
+                && let Some(&id) = self.item_index.get(&(ls, field.name.clone()))
+            {
+                let ty = self.check_item_let(id);
+                return (
+                    Ex::ItemLet {
+                        frame: frame_no,
+                        id,
+                    },
+                    ty,
+                );
+            }
+            return self.no_such_field(frame.record, field, Some(frame.list_slot));
         }
         let (bex, bty) = self.expr(base, frames, None);
         let Some(bt) = bty else {

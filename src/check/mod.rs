@@ -258,9 +258,7 @@ impl<'a> Checker<'a> {
                             continue;
                         };
                         let key = (slot, d.name.name.clone());
-                        if self.item_index.contains_key(&key)
-                            || self.root_field(&d.name.name).is_some() && false
-                        {
+                        if self.item_index.contains_key(&key) {
                             self.error(
                                 "duplicate",
                                 d.name.span,
@@ -268,23 +266,22 @@ impl<'a> Checker<'a> {
                             );
                             continue;
                         }
-                        if let Some(rt) = self.list_item_type(slot) {
-                            if self
+                        if let Some(rt) = self.list_item_type(slot)
+                            && self
                                 .schema
                                 .records
                                 .get(rt)
                                 .is_some_and(|r| r.fields.iter().any(|f| f.name == d.name.name))
-                            {
-                                self.error(
-                                    "duplicate",
-                                    d.name.span,
-                                    format!(
-                                        "`{}` is already a field of `{}` items",
-                                        d.name.name, list.name
-                                    ),
-                                );
-                                continue;
-                            }
+                        {
+                            self.error(
+                                "duplicate",
+                                d.name.span,
+                                format!(
+                                    "`{}` is already a field of `{}` items",
+                                    d.name.name, list.name
+                                ),
+                            );
+                            continue;
                         }
                         self.item_index.insert(key, self.item_decls.len());
                         self.item_decls.push((slot, d));
@@ -309,14 +306,12 @@ impl<'a> Checker<'a> {
                         self.let_defs.push(None);
                     }
                 }
-                Item::Table(t) => {
-                    if self.tables.insert(t.name.name.clone(), t).is_some() {
-                        self.error(
-                            "duplicate",
-                            t.name.span,
-                            format!("table `{}` is defined twice", t.name.name),
-                        );
-                    }
+                Item::Table(t) if self.tables.insert(t.name.name.clone(), t).is_some() => {
+                    self.error(
+                        "duplicate",
+                        t.name.span,
+                        format!("table `{}` is defined twice", t.name.name),
+                    );
                 }
                 _ => {}
             }
@@ -775,32 +770,32 @@ impl<'a> Checker<'a> {
 
     pub(crate) fn expect_ty(&mut self, e: &ast::Expr, frames: &mut Vec<Frame>, want: Ty) -> Ex {
         let (ex, ty) = self.expr(e, frames, Some(want));
-        if let Some(t) = ty {
-            if t.ty != want || t.optional {
-                let d = self
-                    .error(
-                        "type-mismatch",
-                        e.span,
-                        format!(
-                            "expected {}, found {}",
-                            expr::describe(Type {
-                                ty: want,
-                                optional: false
-                            }),
-                            expr::describe(t)
-                        ),
-                    )
-                    .clone();
-                self.diags.pop();
-                let d = if t.optional && t.ty == want {
-                    d.with_help(
-                        "this value may be absent: add `?? fallback`, or test it with `present`",
-                    )
-                } else {
-                    d
-                };
-                self.diags.push(d);
-            }
+        if let Some(t) = ty
+            && (t.ty != want || t.optional)
+        {
+            let d = self
+                .error(
+                    "type-mismatch",
+                    e.span,
+                    format!(
+                        "expected {}, found {}",
+                        expr::describe(Type {
+                            ty: want,
+                            optional: false
+                        }),
+                        expr::describe(t)
+                    ),
+                )
+                .clone();
+            self.diags.pop();
+            let d = if t.optional && t.ty == want {
+                d.with_help(
+                    "this value may be absent: add `?? fallback`, or test it with `present`",
+                )
+            } else {
+                d
+            };
+            self.diags.push(d);
         }
         ex
     }
@@ -1055,10 +1050,16 @@ impl<'a> Checker<'a> {
                         self.error("band-threshold", e.span, "a band threshold is a number");
                         continue;
                     };
-                    if let Some(prev) = last {
-                        if !matches!(value.cmp(&prev), Ok(std::cmp::Ordering::Less)) {
-                            self.error("band-order", e.span, format!("thresholds go down from best to worst; {value} is not below {prev}"));
-                        }
+                    if let Some(prev) = last
+                        && !matches!(value.cmp(&prev), Ok(std::cmp::Ordering::Less))
+                    {
+                        self.error(
+                            "band-order",
+                            e.span,
+                            format!(
+                                "thresholds go down from best to worst; {value} is not below {prev}"
+                            ),
+                        );
                     }
                     last = Some(value);
                     Some((op, value))
@@ -1106,14 +1107,14 @@ impl<'a> Checker<'a> {
         // Bands must follow the level order, so falling through a gate goes down.
         let mut prev = None;
         for b in &bands {
-            if let Some(p) = prev {
-                if b.level <= p {
-                    self.error(
-                        "band-order",
-                        b.span,
-                        "bands follow the order of `levels`, best first",
-                    );
-                }
+            if let Some(p) = prev
+                && b.level <= p
+            {
+                self.error(
+                    "band-order",
+                    b.span,
+                    "bands follow the order of `levels`, best first",
+                );
             }
             prev = Some(b.level);
         }
@@ -1178,21 +1179,28 @@ impl<'a> Checker<'a> {
         let mut rank = Vec::new();
         for (e, desc) in &q.rank {
             let (ex, ty) = self.expr(e, &mut root(), None);
-            if let Some(t) = ty {
-                if t.optional || !matches!(t.ty, Ty::Num | Ty::Date | Ty::Level) {
-                    self.error("type-mismatch", e.span, format!("a ranking key is a number, date or level that is always present, found {}", expr::describe(t)));
-                }
+            if let Some(t) = ty
+                && (t.optional || !matches!(t.ty, Ty::Num | Ty::Date | Ty::Level))
+            {
+                self.error(
+                    "type-mismatch",
+                    e.span,
+                    format!(
+                        "a ranking key is a number, date or level that is always present, found {}",
+                        expr::describe(t)
+                    ),
+                );
             }
             rank.push((ex, *desc));
         }
-        if let (Some(l), Some(d)) = (level, demote_to) {
-            if d <= l {
-                self.error(
-                    "quota-demote",
-                    q.demote_to.span,
-                    "a quota demotes to a lower level",
-                );
-            }
+        if let (Some(l), Some(d)) = (level, demote_to)
+            && d <= l
+        {
+            self.error(
+                "quota-demote",
+                q.demote_to.span,
+                "a quota demotes to a lower level",
+            );
         }
         let rounding = match q.rounding.as_str() {
             "up" => QuotaRounding::Up,
@@ -1220,17 +1228,16 @@ impl<'a> Checker<'a> {
     }
 
     fn check_given(&mut self, g: &ast::GivenValue, fixtures: &[(String, ast::GivenValue)]) {
-        if let Some(base) = &g.base {
-            if !fixtures.iter().any(|(n, _)| n == &base.name) {
-                let hint = did_you_mean(&base.name, fixtures.iter().map(|(n, _)| n.as_str()));
-                let e = self.error(
-                    "unknown-fixture",
-                    base.span,
-                    format!("unknown fixture `{}`", base.name),
-                );
-                e.help =
-                    hint.or_else(|| Some("declare it above with `fixture NAME = { ... }`".into()));
-            }
+        if let Some(base) = &g.base
+            && !fixtures.iter().any(|(n, _)| n == &base.name)
+        {
+            let hint = did_you_mean(&base.name, fixtures.iter().map(|(n, _)| n.as_str()));
+            let e = self.error(
+                "unknown-fixture",
+                base.span,
+                format!("unknown fixture `{}`", base.name),
+            );
+            e.help = hint.or_else(|| Some("declare it above with `fixture NAME = { ... }`".into()));
         }
     }
 }

@@ -212,18 +212,18 @@ fn walk(
         }
         Ex::SubField(b, _) | Ex::Not(b) | Ex::Neg(b) | Ex::Present(b, _) => go(b),
         Ex::Let(id) => {
-            if lets.insert(*id) {
-                if let Some(l) = c.lets.get(*id) {
-                    walk(c, &l.expr, slots, lets, items);
-                }
+            if lets.insert(*id)
+                && let Some(l) = c.lets.get(*id)
+            {
+                walk(c, &l.expr, slots, lets, items);
             }
         }
         Ex::ItemLet { id, .. } => {
-            if items.insert(*id) {
-                if let Some(l) = c.item_lets.get(*id) {
-                    slots.insert(l.list_slot);
-                    walk(c, &l.expr, slots, lets, items);
-                }
+            if items.insert(*id)
+                && let Some(l) = c.item_lets.get(*id)
+            {
+                slots.insert(l.list_slot);
+                walk(c, &l.expr, slots, lets, items);
             }
         }
         Ex::In(b, xs) => {

@@ -317,10 +317,10 @@ impl<'a> Ctx<'a> {
             if let Some(slot) = inner.frames.get_mut(depth) {
                 *slot = Some(it);
             }
-            if let Some(f) = filter {
-                if !self.truth(f, &inner)? {
-                    continue;
-                }
+            if let Some(f) = filter
+                && !self.truth(f, &inner)?
+            {
+                continue;
             }
             match kind {
                 AggKind::Count => count += 1,

@@ -244,10 +244,10 @@ pub struct Outcome {
 
 impl Outcome {
     pub(crate) fn add_flag(&mut self, rs: &RuleSet, code: &str) {
-        if let Some(i) = rs.flag_index(code) {
-            if let Err(pos) = self.flags.binary_search(&i) {
-                self.flags.insert(pos, i);
-            }
+        if let Some(i) = rs.flag_index(code)
+            && let Err(pos) = self.flags.binary_search(&i)
+        {
+            self.flags.insert(pos, i);
         }
     }
 
@@ -486,10 +486,10 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
             }
         }
     }
-    if level != band_level {
-        if let Some(f) = &c.classify.flag {
-            out.add_flag(rs, &f.code);
-        }
+    if level != band_level
+        && let Some(f) = &c.classify.flag
+    {
+        out.add_flag(rs, &f.code);
     }
 
     // 4. Vetoes.
@@ -547,10 +547,10 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
                 level = cap;
             }
             out.decided_by.push(rs.bases.cap + i);
-            if let Some(f) = &r.flag {
-                if lowered || !f.if_lowered {
-                    out.add_flag(rs, &f.code);
-                }
+            if let Some(f) = &r.flag
+                && (lowered || !f.if_lowered)
+            {
+                out.add_flag(rs, &f.code);
             }
             if tracing && (lowered || full) {
                 let message = render_message(ctx, &r.because, &root);
@@ -609,10 +609,10 @@ fn threshold_met(t: Option<(crate::check::ir::Op, Num)>, total: Num) -> bool {
     use std::cmp::Ordering::*;
     match t {
         None => true,
-        Some((op, n)) => match (op, total.cmp(&n)) {
-            (Op::Ge, Ok(Greater | Equal)) | (Op::Gt, Ok(Greater)) => true,
-            _ => false,
-        },
+        Some((op, n)) => matches!(
+            (op, total.cmp(&n)),
+            (Op::Ge, Ok(Greater | Equal)) | (Op::Gt, Ok(Greater))
+        ),
     }
 }
 
@@ -631,12 +631,11 @@ fn next_level_note(
     let next = out.level - 1;
     let mut reasons = Vec::new();
     if let Some(b) = c.classify.bands.iter().find(|b| b.level == next) {
-        if let Some((_, th)) = b.threshold {
-            if !threshold_met(b.threshold, total) {
-                if let Ok(short) = th.sub(total) {
-                    reasons.push(format!("{short} points short of {}", rs.level_id(next)));
-                }
-            }
+        if let Some((_, th)) = b.threshold
+            && !threshold_met(b.threshold, total)
+            && let Ok(short) = th.sub(total)
+        {
+            reasons.push(format!("{short} points short of {}", rs.level_id(next)));
         }
         if let Some((g, msg, _)) = &b.gate {
             let root = Stack::root(ctx.root);
