@@ -182,7 +182,13 @@ pub fn to_human(rs: &RuleSet, record: &Record, outcome: &Outcome) -> String {
                     .unwrap_or_default();
                 format!("criterion {name} \"{label}\" = {value}{max}{reads}{at}")
             }
-            StepKind::Score => format!("score {name} = {value}{at}"),
+            StepKind::Score => {
+                let shown = match s.value {
+                    TraceValue::Num(n) => format_total(&n),
+                    _ => value,
+                };
+                format!("score {name} = {shown}{at}")
+            }
             StepKind::Eligibility => format!("eligibility {name} gives {value}{msg}{at}"),
             StepKind::Band => format!("band: {value}{at}"),
             StepKind::Gate => format!("condition for {name} does not hold{effect}{msg}{at}"),

@@ -278,6 +278,23 @@ impl Checker<'_> {
         if let Some(l) = self.level_index(n) {
             return (Ex::Const(Const::Level(l)), Some(req(Ty::Level)));
         }
+        if let Some(Ty::Enum(e)) = want {
+            let values = self
+                .schema
+                .enums
+                .get(e)
+                .map(|en| en.values.clone())
+                .unwrap_or_default();
+            let hint = did_you_mean(n, values.iter().map(String::as_str));
+            let d = self.error(
+                "unknown-name",
+                span,
+                format!("`{n}` is not one of {}", values.join(", ")),
+            );
+            d.set_label("not a value of this choice");
+            d.help = hint;
+            return (Ex::Const(Const::Absent), None);
+        }
         // Unknown: suggest from everything visible.
         let mut candidates: Vec<String> = Vec::new();
         for frame in frames.iter() {

@@ -163,9 +163,32 @@ fn build(checked: Checked, source: SourceFile) -> RuleSet {
     }
 }
 
+/// The declaration's text for the trace: comments dropped, whitespace runs collapsed.
 fn collapse(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for (i, word) in s.split_whitespace().enumerate() {
+    let mut code = String::with_capacity(s.len());
+    for line in s.lines() {
+        let mut in_string = false;
+        let mut escaped = false;
+        let mut end = line.len();
+        for (i, c) in line.char_indices() {
+            match c {
+                '\\' if in_string => escaped = !escaped,
+                '"' if !escaped => in_string = !in_string,
+                '#' if !in_string => {
+                    end = i;
+                    break;
+                }
+                _ => escaped = false,
+            }
+            if c != '\\' {
+                escaped = false;
+            }
+        }
+        code.push_str(line.get(..end).unwrap_or(line));
+        code.push('\n');
+    }
+    let mut out = String::with_capacity(code.len());
+    for (i, word) in code.split_whitespace().enumerate() {
         if i > 0 {
             out.push(' ');
         }

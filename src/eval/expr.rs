@@ -2,11 +2,12 @@
 //! rule set: nothing is cloned or looked up by name per record.
 
 use super::record::{Record, Value};
-use super::{ErrorKind, EvalError};
+use super::{ErrorKind, EvalError, RuleError};
 use crate::check::ir::{AggKind, Builtin, Const, Ex, Op};
 use crate::compile::RuleSet;
 use crate::eval::date;
 use crate::num::{Num, NumError};
+use crate::source::Span;
 use std::cmp::Ordering;
 
 /// A value during evaluation.
@@ -68,7 +69,8 @@ pub const MAX_FRAMES: usize = 9;
 /// The records in scope: the root, then one item per enclosing aggregate.
 #[derive(Clone, Copy)]
 pub struct Stack<'a> {
-    frames: [Option<&'a Record>; MAX_FRAMES],
+    /// Each frame's record and its index in the list it came from (0 for the root).
+    frames: [Option<(&'a Record, u32)>; MAX_FRAMES],
     len: usize,
 }
 
@@ -76,20 +78,20 @@ impl<'a> Stack<'a> {
     /// A scope holding only the root record.
     pub fn root(r: &'a Record) -> Stack<'a> {
         let mut frames = [None; MAX_FRAMES];
-        frames[0] = Some(r);
+        frames[0] = Some((r, 0));
         Stack { frames, len: 1 }
     }
 
-    /// The root record and one item.
-    pub fn with_item(root: &'a Record, item: &'a Record) -> Stack<'a> {
+    /// The root record and one item of a root list, at `index`.
+    pub fn with_item(root: &'a Record, item: &'a Record, index: usize) -> Stack<'a> {
         let mut s = Stack::root(root);
-        s.frames[1] = Some(item);
+        s.frames[1] = Some((item, u32::try_from(index).unwrap_or(u32::MAX)));
         s.len = 2;
         s
     }
 
     #[inline]
-    fn frame(&self, i: u8) -> Option<&'a Record> {
+    fn frame(&self, i: u8) -> Option<(&'a Record, u32)> {
         self.frames.get(i as usize).copied().flatten()
     }
 }
@@ -101,6 +103,11 @@ pub struct Ctx<'a> {
     /// The record.
     pub root: &'a Record,
     memo: Vec<Option<V<'a>>>,
+    /// Item values, per item-level value and item: `item_memo[item_base[id] + index]`.
+    item_memo: Vec<Option<V<'a>>>,
+    item_base: Vec<usize>,
+    /// The innermost named value that failed, for the error message.
+    failed_in: Option<(&'a str, Span)>,
 }
 
 pub(crate) fn num_err(e: NumError) -> ErrorKind {
@@ -135,25 +142,89 @@ fn const_eq(v: V<'_>, c: &Const) -> Result<bool, ErrorKind> {
 impl<'a> Ctx<'a> {
     /// A fresh context for one record.
     pub fn new(rs: &'a RuleSet, root: &'a Record) -> Ctx<'a> {
+        let mut item_base = Vec::with_capacity(rs.checked.item_lets.len());
+        let mut total = 0;
+        for il in &rs.checked.item_lets {
+            item_base.push(total);
+            total += match root.get(il.list_slot) {
+                Value::List(items) => items.len(),
+                _ => 0,
+            };
+        }
         Ctx {
             rs,
             root,
             memo: vec![None; rs.checked.lets.len()],
+            item_memo: vec![None; total],
+            item_base,
+            failed_in: None,
         }
     }
 
+    /// Turns an error kind into an error naming the innermost value that failed, or `rule`.
+    pub fn error(&self, kind: ErrorKind, rule: Option<(&str, Span)>) -> EvalError {
+        let at = self.failed_in.or(rule);
+        EvalError::Rule(RuleError {
+            kind,
+            rule: at.map(|(n, _)| n.to_string()),
+            span: at.map(|(_, s)| s),
+            detail: "",
+        })
+    }
+
+    fn note_failure(&mut self, name: &'a str, span: Span) {
+        if self.failed_in.is_none() {
+            self.failed_in = Some((name, span));
+        }
+    }
+
+    fn item_let_value(
+        &mut self,
+        id: usize,
+        frame: u8,
+        stack: &Stack<'a>,
+    ) -> Result<V<'a>, ErrorKind> {
+        let Some((item, index)) = stack.frame(frame) else {
+            return Err(ErrorKind::Internal);
+        };
+        let key = self.item_base.get(id).map(|b| b + index as usize);
+        if let Some(Some(v)) = key.and_then(|k| self.item_memo.get(k)) {
+            return Ok(*v);
+        }
+        let rs = self.rs;
+        let Some(def) = rs.checked.item_lets.get(id) else {
+            return Err(ErrorKind::Internal);
+        };
+        let inner = Stack::with_item(self.root, item, index as usize);
+        let v = match self.eval(&def.expr, &inner) {
+            Ok(v) => v,
+            Err(k) => {
+                self.note_failure(&def.name, def.span);
+                return Err(k);
+            }
+        };
+        if let Some(slot) = key.and_then(|k| self.item_memo.get_mut(k)) {
+            *slot = Some(v);
+        }
+        Ok(v)
+    }
+
     /// The value of a top-level named value (computed once per record).
-    pub fn let_value(&mut self, id: usize) -> Result<V<'a>, EvalError> {
+    pub fn let_value(&mut self, id: usize) -> Result<V<'a>, ErrorKind> {
         if let Some(Some(v)) = self.memo.get(id) {
             return Ok(*v);
         }
         let rs = self.rs;
         let Some(def) = rs.checked.lets.get(id) else {
-            return Err(EvalError::internal("unknown value"));
+            return Err(ErrorKind::Internal);
         };
-        let v = self
-            .eval(&def.expr, &Stack::root(self.root))
-            .map_err(|e| e.in_rule(&def.name, def.span))?;
+        let v = match self.eval(&def.expr, &Stack::root(self.root)) {
+            Ok(v) => v,
+            Err(k) => {
+                self.note_failure(&def.name, def.span);
+                return Err(k);
+            }
+        };
         if let Some(slot) = self.memo.get_mut(id) {
             *slot = Some(v);
         }
@@ -161,57 +232,45 @@ impl<'a> Ctx<'a> {
     }
 
     /// Evaluates a condition.
-    pub fn truth(&mut self, ex: &'a Ex, stack: &Stack<'a>) -> Result<bool, EvalError> {
+    pub fn truth(&mut self, ex: &'a Ex, stack: &Stack<'a>) -> Result<bool, ErrorKind> {
         match self.eval(ex, stack)? {
             V::Bool(b) => Ok(b),
-            V::Absent => Err(EvalError::kind(ErrorKind::Absent)),
-            _ => Err(EvalError::kind(ErrorKind::Type)),
+            V::Absent => Err(ErrorKind::Absent),
+            _ => Err(ErrorKind::Type),
         }
     }
 
-    fn num(&mut self, ex: &'a Ex, stack: &Stack<'a>) -> Result<Num, EvalError> {
+    fn num(&mut self, ex: &'a Ex, stack: &Stack<'a>) -> Result<Num, ErrorKind> {
         match self.eval(ex, stack)? {
             V::Num(n) => Ok(n),
-            V::Absent => Err(EvalError::kind(ErrorKind::Absent)),
-            _ => Err(EvalError::kind(ErrorKind::Type)),
+            V::Absent => Err(ErrorKind::Absent),
+            _ => Err(ErrorKind::Type),
         }
     }
 
     /// Evaluates an expression in a scope.
-    pub fn eval(&mut self, ex: &'a Ex, stack: &Stack<'a>) -> Result<V<'a>, EvalError> {
-        let k = EvalError::kind;
+    pub fn eval(&mut self, ex: &'a Ex, stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
         Ok(match ex {
             Ex::Const(c) => V::of_const(c),
             Ex::Field { frame, slot } => match stack.frame(*frame) {
-                Some(r) => V::of(r.get(*slot)),
-                None => return Err(EvalError::internal("scope")),
+                Some((r, _)) => V::of(r.get(*slot)),
+                None => return Err(ErrorKind::Internal),
             },
             Ex::SubField(base, slot) => match self.eval(base, stack)? {
                 V::Rec(r) => V::of(r.get(*slot)),
-                V::Absent => return Err(k(ErrorKind::Absent)),
-                _ => return Err(k(ErrorKind::Type)),
+                V::Absent => return Err(ErrorKind::Absent),
+                _ => return Err(ErrorKind::Type),
             },
             Ex::Let(id) => self.let_value(*id)?,
-            Ex::ItemLet { frame, id } => {
-                let rs = self.rs;
-                let Some(def) = rs.checked.item_lets.get(*id) else {
-                    return Err(EvalError::internal("unknown item value"));
-                };
-                let Some(item) = stack.frame(*frame) else {
-                    return Err(EvalError::internal("scope"));
-                };
-                let inner = Stack::with_item(self.root, item);
-                self.eval(&def.expr, &inner)
-                    .map_err(|e| e.in_rule(&def.name, def.span))?
-            }
+            Ex::ItemLet { frame, id } => self.item_let_value(*id, *frame, stack)?,
             Ex::Not(e) => V::Bool(!self.truth(e, stack)?),
-            Ex::Neg(e) => V::Num(self.num(e, stack)?.neg().map_err(|e| k(num_err(e)))?),
+            Ex::Neg(e) => V::Num(self.num(e, stack)?.neg().map_err(num_err)?),
             Ex::Present(e, yes) => V::Bool(matches!(self.eval(e, stack)?, V::Absent) != *yes),
             Ex::In(e, items) => {
                 let v = self.eval(e, stack)?;
                 let mut found = false;
                 for i in items {
-                    if equal(v, self.eval(i, stack)?).map_err(k)? {
+                    if equal(v, self.eval(i, stack)?)? {
                         found = true;
                         break;
                     }
@@ -230,14 +289,14 @@ impl<'a> Ctx<'a> {
                 let v = self.eval(s, stack)?;
                 for (consts, value) in arms {
                     for c in consts {
-                        if const_eq(v, c).map_err(k)? {
+                        if const_eq(v, c)? {
                             return self.eval(value, stack);
                         }
                     }
                 }
                 match fallback {
                     Some(f) => self.eval(f, stack)?,
-                    None => return Err(k(ErrorKind::NoArm)),
+                    None => return Err(ErrorKind::NoArm),
                 }
             }
             Ex::Agg {
@@ -250,14 +309,14 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    #[inline(never)]
     fn binary(
         &mut self,
         op: Op,
         a: &'a Ex,
         b: &'a Ex,
         stack: &Stack<'a>,
-    ) -> Result<V<'a>, EvalError> {
-        let k = EvalError::kind;
+    ) -> Result<V<'a>, ErrorKind> {
         Ok(match op {
             Op::And => V::Bool(self.truth(a, stack)? && self.truth(b, stack)?),
             Op::Or => V::Bool(self.truth(a, stack)? || self.truth(b, stack)?),
@@ -273,11 +332,11 @@ impl<'a> Ctx<'a> {
                     Op::Mul => x.mul(y),
                     _ => x.div(y),
                 };
-                V::Num(r.map_err(|e| k(num_err(e)))?)
+                V::Num(r.map_err(num_err)?)
             }
             _ => {
                 let (x, y) = (self.eval(a, stack)?, self.eval(b, stack)?);
-                let ord = compare(x, y).map_err(k)?;
+                let ord = compare(x, y)?;
                 V::Bool(match op {
                     Op::Eq => ord == Ordering::Equal,
                     Op::Ne => ord != Ordering::Equal,
@@ -290,6 +349,7 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    #[inline(never)]
     fn aggregate(
         &mut self,
         kind: AggKind,
@@ -297,25 +357,24 @@ impl<'a> Ctx<'a> {
         filter: Option<&'a Ex>,
         item: Option<&'a Ex>,
         stack: &Stack<'a>,
-    ) -> Result<V<'a>, EvalError> {
-        let k = EvalError::kind;
+    ) -> Result<V<'a>, ErrorKind> {
         let items = match self.eval(list, stack)? {
             V::List(items) => items,
-            V::Absent => return Err(k(ErrorKind::Absent)),
-            _ => return Err(k(ErrorKind::Type)),
+            V::Absent => return Err(ErrorKind::Absent),
+            _ => return Err(ErrorKind::Type),
         };
         let depth = stack.len;
         if depth >= MAX_FRAMES {
-            return Err(EvalError::internal("nesting"));
+            return Err(ErrorKind::Internal);
         }
         let mut inner = *stack;
         inner.len = depth + 1;
         let mut count: i64 = 0;
         let mut sum = Num::ZERO;
         let mut best: Option<V<'a>> = None;
-        for it in items {
+        for (index, it) in items.iter().enumerate() {
             if let Some(slot) = inner.frames.get_mut(depth) {
-                *slot = Some(it);
+                *slot = Some((it, u32::try_from(index).unwrap_or(u32::MAX)));
             }
             if let Some(f) = filter
                 && !self.truth(f, &inner)?
@@ -326,20 +385,20 @@ impl<'a> Ctx<'a> {
                 AggKind::Count => count += 1,
                 AggKind::Sum | AggKind::Avg => {
                     let Some(e) = item else {
-                        return Err(EvalError::internal("aggregate"));
+                        return Err(ErrorKind::Internal);
                     };
-                    sum = sum.add(self.num(e, &inner)?).map_err(|e| k(num_err(e)))?;
+                    sum = sum.add(self.num(e, &inner)?).map_err(num_err)?;
                     count += 1;
                 }
                 AggKind::Min | AggKind::Max => {
                     let Some(e) = item else {
-                        return Err(EvalError::internal("aggregate"));
+                        return Err(ErrorKind::Internal);
                     };
                     let v = self.eval(e, &inner)?;
                     best = Some(match best {
                         None => v,
                         Some(b) => {
-                            let ord = compare(v, b).map_err(k)?;
+                            let ord = compare(v, b)?;
                             let take = if kind == AggKind::Min {
                                 ord == Ordering::Less
                             } else {
@@ -351,7 +410,7 @@ impl<'a> Ctx<'a> {
                 }
                 AggKind::All => {
                     let Some(e) = item else {
-                        return Err(EvalError::internal("aggregate"));
+                        return Err(ErrorKind::Internal);
                     };
                     if !self.truth(e, &inner)? {
                         return Ok(V::Bool(false));
@@ -372,21 +431,21 @@ impl<'a> Ctx<'a> {
             AggKind::Count => V::Num(Num::from_int(count)),
             AggKind::Sum => V::Num(sum),
             AggKind::Avg if count == 0 => V::Absent,
-            AggKind::Avg => V::Num(sum.div(Num::from_int(count)).map_err(|e| k(num_err(e)))?),
+            AggKind::Avg => V::Num(sum.div(Num::from_int(count)).map_err(num_err)?),
             AggKind::Min | AggKind::Max => best.unwrap_or(V::Absent),
             AggKind::All => V::Bool(true),
             AggKind::Any => V::Bool(false),
         })
     }
 
-    fn call(&mut self, b: Builtin, args: &'a [Ex], stack: &Stack<'a>) -> Result<V<'a>, EvalError> {
-        let k = EvalError::kind;
-        let arg = |i: usize| args.get(i).ok_or_else(|| EvalError::internal("arity"));
+    #[inline(never)]
+    fn call(&mut self, b: Builtin, args: &'a [Ex], stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
+        let arg = |i: usize| args.get(i).ok_or(ErrorKind::Internal);
         Ok(match b {
             Builtin::Round(places, mode) => V::Num(
                 self.num(arg(0)?, stack)?
                     .round(places, mode)
-                    .map_err(|e| k(num_err(e)))?,
+                    .map_err(num_err)?,
             ),
             Builtin::Min | Builtin::Max => {
                 let mut best: Option<V<'a>> = None;
@@ -395,7 +454,7 @@ impl<'a> Ctx<'a> {
                     best = Some(match best {
                         None => v,
                         Some(cur) => {
-                            let ord = compare(v, cur).map_err(k)?;
+                            let ord = compare(v, cur)?;
                             let take = if b == Builtin::Min {
                                 ord == Ordering::Less
                             } else {
@@ -411,23 +470,21 @@ impl<'a> Ctx<'a> {
                 let x = self.num(arg(0)?, stack)?;
                 let lo = self.num(arg(1)?, stack)?;
                 let hi = self.num(arg(2)?, stack)?;
-                let x = if x.cmp(&lo).map_err(|e| k(num_err(e)))? == Ordering::Less {
+                let x = if x.cmp(&lo).map_err(num_err)? == Ordering::Less {
                     lo
                 } else {
                     x
                 };
-                V::Num(
-                    if x.cmp(&hi).map_err(|e| k(num_err(e)))? == Ordering::Greater {
-                        hi
-                    } else {
-                        x
-                    },
-                )
+                V::Num(if x.cmp(&hi).map_err(num_err)? == Ordering::Greater {
+                    hi
+                } else {
+                    x
+                })
             }
             Builtin::Abs => {
                 let x = self.num(arg(0)?, stack)?;
                 V::Num(if x.is_negative() {
-                    x.neg().map_err(|e| k(num_err(e)))?
+                    x.neg().map_err(num_err)?
                 } else {
                     x
                 })
@@ -436,7 +493,7 @@ impl<'a> Ctx<'a> {
             Builtin::Ceil => V::Num(self.num(arg(0)?, stack)?.ceil()),
             Builtin::Year => match self.eval(arg(0)?, stack)? {
                 V::Date(d) => V::Num(Num::from_int(date::year_of(d))),
-                _ => return Err(k(ErrorKind::Type)),
+                _ => return Err(ErrorKind::Type),
             },
             Builtin::PeriodEnd | Builtin::PeriodKind => match self.eval(arg(0)?, stack)? {
                 V::Text(t) => match date::parse_period(t) {
@@ -447,9 +504,9 @@ impl<'a> Ctx<'a> {
                             V::Text(kind.as_str())
                         }
                     }
-                    None => return Err(k(ErrorKind::BadPeriod)),
+                    None => return Err(ErrorKind::BadPeriod),
                 },
-                _ => return Err(k(ErrorKind::Type)),
+                _ => return Err(ErrorKind::Type),
             },
         })
     }

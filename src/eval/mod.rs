@@ -72,15 +72,6 @@ pub enum EvalError {
 }
 
 impl EvalError {
-    pub(crate) fn kind(kind: ErrorKind) -> EvalError {
-        EvalError::Rule(RuleError {
-            kind,
-            rule: None,
-            span: None,
-            detail: "",
-        })
-    }
-
     pub(crate) fn internal(detail: &'static str) -> EvalError {
         EvalError::Rule(RuleError {
             kind: ErrorKind::Internal,
@@ -88,18 +79,6 @@ impl EvalError {
             span: None,
             detail,
         })
-    }
-
-    /// Names the innermost rule an error arose in (kept if already named).
-    pub(crate) fn in_rule(self, name: &str, span: Span) -> EvalError {
-        match self {
-            EvalError::Rule(mut e) if e.rule.is_none() => {
-                e.rule = Some(name.to_string());
-                e.span = Some(span);
-                EvalError::Rule(e)
-            }
-            other => other,
-        }
     }
 
     /// A one-line description, with the rule's place in `rs`'s file.
@@ -318,7 +297,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
     for (i, r) in c.eligibility.iter().enumerate() {
         if ctx
             .truth(&r.when, &root)
-            .map_err(|e| e.in_rule(&r.name, r.span))?
+            .map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))?
         {
             let Some(Ex::Const(Const::Level(l))) = r.target else {
                 return Err(EvalError::internal("eligibility target"));
@@ -355,7 +334,10 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
     for r in &c.invalid {
         match r.item_field {
             None => {
-                if ctx.truth(&r.when, &root)? {
+                if ctx
+                    .truth(&r.when, &root)
+                    .map_err(|k| ctx.error(k, Some((&r.path, r.span))))?
+                {
                     let message = render_message(ctx, &r.because, &root);
                     let path = rs
                         .checked
@@ -382,8 +364,11 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
                 let item_name = r.path.rsplit('.').next().unwrap_or("").to_string();
                 let _ = item_slot;
                 for (i, item) in items.iter().enumerate() {
-                    let stack = Stack::with_item(ctx.root, item);
-                    if ctx.truth(&r.when, &stack)? {
+                    let stack = Stack::with_item(ctx.root, item, i);
+                    if ctx
+                        .truth(&r.when, &stack)
+                        .map_err(|k| ctx.error(k, Some((&r.path, r.span))))?
+                    {
                         let message = render_message(ctx, &r.because, &stack);
                         invalid.push(FieldError {
                             path: format!("{list_name}[{i}].{item_name}"),
@@ -400,7 +385,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
 
     // 3. Criteria, score, band, gates.
     for &id in &c.criteria {
-        let v = ctx.let_value(id)?;
+        let v = ctx.let_value(id).map_err(|k| ctx.error(k, None))?;
         let V::Num(n) = v else {
             return Err(EvalError::internal("criterion type"));
         };
@@ -415,7 +400,10 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
             });
         }
     }
-    let V::Num(total) = ctx.let_value(c.classify.score)? else {
+    let V::Num(total) = ctx
+        .let_value(c.classify.score)
+        .map_err(|k| ctx.error(k, None))?
+    else {
         return Err(EvalError::internal("score type"));
     };
     out.total = Some(total);
@@ -461,7 +449,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
             Some((g, msg, _)) => {
                 if ctx
                     .truth(g, &root)
-                    .map_err(|e| e.in_rule(rs.level_id(b.level), b.span))?
+                    .map_err(|k| ctx.error(k, Some((rs.level_id(b.level), b.span))))?
                 {
                     level = b.level;
                     break;
@@ -497,7 +485,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
     for (i, r) in c.vetoes.iter().enumerate() {
         if ctx
             .truth(&r.when, &root)
-            .map_err(|e| e.in_rule(&r.name, r.span))?
+            .map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))?
         {
             let Some(Ex::Const(Const::Level(to))) = r.target else {
                 return Err(EvalError::internal("veto target"));
@@ -529,14 +517,14 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
         for (i, r) in c.caps.iter().enumerate() {
             if !ctx
                 .truth(&r.when, &root)
-                .map_err(|e| e.in_rule(&r.name, r.span))?
+                .map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))?
             {
                 continue;
             }
             let Some(target) = &r.target else { continue };
             let cap = match ctx
                 .eval(target, &root)
-                .map_err(|e| e.in_rule(&r.name, r.span))?
+                .map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))?
             {
                 V::Level(l) => l,
                 _ => continue, // an absent cap level does not apply
@@ -569,7 +557,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
     for (i, r) in c.flags.iter().enumerate() {
         if ctx
             .truth(&r.when, &root)
-            .map_err(|e| e.in_rule(&r.name, r.span))?
+            .map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))?
         {
             if let Some(f) = &r.flag {
                 out.add_flag(rs, &f.code);
