@@ -52,10 +52,25 @@ impl Checker<'_> {
                 Some(n) => (Ex::Const(Const::Num(n)), Some(req(Ty::Num))),
                 None => (bad, None),
             },
-            ExprKind::Text(t) => (
-                Ex::Const(Const::Text(crate::eval::record::nfc(t))),
-                Some(req(Ty::Text)),
-            ),
+            ExprKind::Text(t) => {
+                // A quoted enum value where an enum is expected: `status == "present"`.
+                if let Some(Ty::Enum(en)) = want {
+                    let found = self
+                        .schema
+                        .enums
+                        .get(en)
+                        .and_then(|x| x.values.iter().position(|v| v == t));
+                    if let (Some(i), Ok(tid)) =
+                        (found.and_then(|i| u16::try_from(i).ok()), u16::try_from(en))
+                    {
+                        return (Ex::Const(Const::Enum(tid, i)), Some(req(Ty::Enum(en))));
+                    }
+                }
+                (
+                    Ex::Const(Const::Text(crate::eval::record::nfc(t))),
+                    Some(req(Ty::Text)),
+                )
+            }
             ExprKind::Bool(b) => (Ex::Const(Const::Bool(*b)), Some(req(Ty::Bool))),
             ExprKind::Name(n) => self.name(n, e.span, frames, want),
             ExprKind::Field(base, field) => self.field(base, field, frames),
@@ -629,6 +644,18 @@ impl Checker<'_> {
             let mut consts = Vec::new();
             for p in &arm.patterns {
                 let Some(st) = sty else { continue };
+                // A quoted pattern names an enum value too (`"present" => ...`).
+                let quoted;
+                let p = match (p, st.ty) {
+                    (Pattern::Text(t, s), Ty::Enum(_)) => {
+                        quoted = Pattern::Name(ast::Ident {
+                            name: t.clone(),
+                            span: *s,
+                        });
+                        &quoted
+                    }
+                    _ => p,
+                };
                 let c = match (p, st.ty) {
                     (Pattern::Name(id), Ty::Enum(e)) => {
                         let values = self

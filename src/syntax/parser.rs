@@ -406,7 +406,20 @@ fn type_expr(p: P<'_>) -> Result<TypeExpr, Diagnostic> {
     Ok(match p.as_rule() {
         Rule::list_type => TypeExpr::List(fields(next(&mut p.into_inner(), span)?)?),
         Rule::record_type => TypeExpr::Record(fields(p)?),
-        Rule::enum_type => TypeExpr::Enum(p.into_inner().map(ident).collect()),
+        Rule::enum_type => TypeExpr::Enum(
+            p.into_inner()
+                .filter_map(|v| v.into_inner().next())
+                .map(|v| {
+                    let span = span_of(&v);
+                    let name = if v.as_rule() == Rule::string {
+                        unquote(v.as_str())
+                    } else {
+                        v.as_str().to_string()
+                    };
+                    Ident { name, span }
+                })
+                .collect(),
+        ),
         Rule::scalar_type => {
             let mut it = p.into_inner();
             let name = next(&mut it, span)?.as_str().to_string();
