@@ -53,12 +53,11 @@ pub fn to_json(rs: &RuleSet, record: &Record, outcome: &Outcome) -> Json {
     if let Some(t) = &outcome.total {
         m.insert("total".into(), Json::String(format_total(t)));
     }
-    let mut criteria = Map::new();
-    for (id, v) in &outcome.criteria {
-        if let Some(l) = rs.checked.lets.get(*id) {
-            criteria.insert(l.name.clone(), Json::String(v.to_string()));
-        }
-    }
+    // Keys in sorted order, as the service's proto map prints them.
+    let criteria: Map<String, Json> = criteria_by_name(rs, outcome)
+        .into_iter()
+        .map(|(k, v)| (k, Json::String(v)))
+        .collect();
     m.insert("criteria".into(), Json::Object(criteria));
     m.insert(
         "flags".into(),
@@ -83,7 +82,25 @@ pub fn to_json(rs: &RuleSet, record: &Record, outcome: &Outcome) -> Json {
     Json::Object(m)
 }
 
-fn value_text(rs: &RuleSet, v: &TraceValue) -> Option<String> {
+/// Criterion values by name, sorted by name.
+pub fn criteria_by_name(
+    rs: &RuleSet,
+    outcome: &Outcome,
+) -> std::collections::BTreeMap<String, String> {
+    outcome
+        .criteria
+        .iter()
+        .filter_map(|(id, v)| {
+            rs.checked
+                .lets
+                .get(*id)
+                .map(|l| (l.name.clone(), v.to_string()))
+        })
+        .collect()
+}
+
+/// A trace step's value as text.
+pub fn value_text(rs: &RuleSet, v: &TraceValue) -> Option<String> {
     match v {
         TraceValue::None => None,
         TraceValue::Num(n) => Some(n.to_string()),

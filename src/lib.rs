@@ -37,6 +37,8 @@ pub mod compile;
 pub mod diagnostic;
 pub mod eval;
 pub mod num;
+pub mod registry;
+pub mod service;
 pub mod source;
 pub mod syntax;
 pub mod testing;

@@ -1,8 +1,11 @@
-//! The `merit` command line: check, test, classify. A thin shell over the library.
+//! The `merit` command line: check, test, classify, serve, bench. A thin shell over the library.
 //!
 //! Exit codes (stable, for scripts): 0 success; 1 rule errors or failing tests; 2 usage;
 //! 3 a record does not fit the schema; 4 a rule could not be computed for a record; 5 a file
 //! could not be read.
+
+pub mod bench;
+pub mod serve;
 
 use crate::answer;
 use crate::cohort::{Exemption, classify_cohort};
@@ -98,6 +101,10 @@ enum Command {
         #[arg(long, value_enum, default_value = "full")]
         trace: TraceArg,
     },
+    /// Serve the gRPC API merit.v1 (bundled rules on 127.0.0.1:50051 by default).
+    Serve(serve::ServeArgs),
+    /// Measure the gRPC service's throughput and latency with concurrent clients.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the command line and returns the exit code.
@@ -117,6 +124,8 @@ pub fn run() -> ExitCode {
             exemption,
             trace,
         } => classify(&rules, &input, json, cohort, exemption.as_deref(), trace),
+        Command::Serve(args) => serve::serve(&args),
+        Command::Bench(args) => bench::bench(&args),
     };
     code.into()
 }

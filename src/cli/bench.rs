@@ -1,0 +1,208 @@
+//! `merit bench`: a load generator for the gRPC service. Concurrent clients over loopback call
+//! the health check, then Classify with the summary and with the full trace; each phase prints
+//! its rate and latency percentiles.
+
+use super::Exit;
+use crate::service::{self, Config, RuleSource, convert, pb};
+use std::time::{Duration, Instant};
+
+/// Options of `merit bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// A running server; without it, one is started in this process on a loopback port.
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// HTTP/2 connections shared by the clients.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+    /// The record to classify (JSON) [default: the bundled example].
+    #[arg(long)]
+    pub record: Option<std::path::PathBuf>,
+    /// The rule set id.
+    #[arg(long, default_value = "reg366_individual")]
+    pub ruleset: String,
+    /// Limit each phase to this many requests per second in total (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+}
+
+const EXAMPLE: &str = include_str!("../../examples/staff_2025.json");
+
+#[derive(Clone, Copy)]
+enum Phase {
+    Health,
+    Classify(pb::TraceDetail),
+}
+
+/// Runs the phases and prints one line each.
+pub fn bench(args: &BenchArgs) -> Exit {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Failed;
+        }
+    };
+    runtime.block_on(async {
+        let record_text = match &args.record {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: cannot read {}: {e}", p.display());
+                    return Exit::Io;
+                }
+            },
+            None => EXAMPLE.to_string(),
+        };
+        let json: serde_json::Value = match serde_json::from_str(&record_text) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("error: the record is not JSON: {e}");
+                return Exit::InvalidRecord;
+            }
+        };
+        let mut local = None;
+        let addr = match &args.addr {
+            Some(a) => a.clone(),
+            None => {
+                let rules = RuleSource::Memory(super::serve::BUNDLED_RULES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect());
+                let config = Config { rules, reload_interval: None, max_concurrent_requests: 100_000, ..Config::default() };
+                let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Exit::Io;
+                    }
+                };
+                match service::start(config, listener).await {
+                    Ok(r) => {
+                        let a = r.addr.to_string();
+                        local = Some(r);
+                        a
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Exit::Failed;
+                    }
+                }
+            }
+        };
+        let mut channels = Vec::new();
+        for _ in 0..args.connections.max(1) {
+            match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+                Ok(ep) => match ep.connect().await {
+                    Ok(c) => channels.push(c),
+                    Err(e) => {
+                        eprintln!("error: cannot connect to {addr}: {e}");
+                        return Exit::Io;
+                    }
+                },
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Exit::Failed;
+                }
+            }
+        }
+        println!("merit bench: {addr}, {} clients over {} connections, {} s per phase", args.concurrency, channels.len(), args.duration_secs);
+        let record = convert::json_record(&json);
+        for (name, phase) in [("health check", Phase::Health), ("Classify, summary trace", Phase::Classify(pb::TraceDetail::Summary)), ("Classify, full trace", Phase::Classify(pb::TraceDetail::Full))] {
+            let (n, errors, mut lat) = run_phase(phase, &channels, args, &record).await;
+            lat.sort_unstable();
+            let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default();
+            let secs = args.duration_secs as f64;
+            println!(
+                "{name:<26} {:>9.0}/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  ({n} ok, {errors} errors)",
+                n as f64 / secs,
+                ms(pct(0.5)),
+                ms(pct(0.9)),
+                ms(pct(0.99)),
+                ms(pct(0.999))
+            );
+        }
+        if let Some(r) = local {
+            let _ = r.shutdown().await;
+        }
+        Exit::Ok
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn run_phase(
+    phase: Phase,
+    channels: &[tonic::transport::Channel],
+    args: &BenchArgs,
+    record: &pb::RecordValue,
+) -> (u64, u64, Vec<Duration>) {
+    let end = Instant::now() + Duration::from_secs(args.duration_secs);
+    let per_client_interval = (args.rate > 0)
+        .then(|| Duration::from_secs_f64(args.concurrency as f64 / args.rate as f64));
+    let mut tasks = Vec::new();
+    for i in 0..args.concurrency.max(1) {
+        let Some(ch) = channels.get(i % channels.len().max(1)).cloned() else {
+            break;
+        };
+        let record = record.clone();
+        let ruleset = args.ruleset.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+            let mut client =
+                pb::classification_service_client::ClassificationServiceClient::new(ch);
+            let (mut ok, mut errors, mut lat) = (0u64, 0u64, Vec::with_capacity(100_000));
+            let mut next = Instant::now();
+            while Instant::now() < end {
+                if let Some(every) = per_client_interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += every;
+                }
+                let t = Instant::now();
+                let r = match phase {
+                    Phase::Health => health
+                        .check(tonic_health::pb::HealthCheckRequest {
+                            service: String::new(),
+                        })
+                        .await
+                        .map(|_| ()),
+                    Phase::Classify(detail) => client
+                        .classify(pb::ClassifyRequest {
+                            ruleset: Some(pb::RuleSetReference {
+                                id: ruleset.clone(),
+                                version: None,
+                            }),
+                            record: Some(record.clone()),
+                            options: Some(pb::ClassifyOptions {
+                                trace: detail as i32,
+                                store: false,
+                            }),
+                            idempotency_key: String::new(),
+                        })
+                        .await
+                        .map(|_| ()),
+                };
+                lat.push(t.elapsed());
+                if r.is_ok() { ok += 1 } else { errors += 1 }
+            }
+            (ok, errors, lat)
+        }));
+    }
+    let (mut n, mut e, mut all) = (0, 0, Vec::new());
+    for t in tasks {
+        if let Ok((ok, errors, lat)) = t.await {
+            n += ok;
+            e += errors;
+            all.extend(lat);
+        }
+    }
+    (n, e, all)
+}
