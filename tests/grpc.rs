@@ -1,0 +1,344 @@
+//! The real gRPC server on a loopback port, called with the generated tonic client: every RPC,
+//! the error model, health and reflection, hot reload under load, and draining on shutdown.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, reason = "tests fail loudly")]
+
+use merit::answer;
+use merit::compile::compile;
+use merit::eval::{TraceLevel, evaluate, record};
+use merit::service::pb::classification_service_client::ClassificationServiceClient;
+use merit::service::pb::rule_set_service_client::RuleSetServiceClient;
+use merit::service::{self, Config, RuleSource, Running, convert, pb};
+use std::path::PathBuf;
+use std::time::Duration;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+fn manifest(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+async fn spawn(rules: RuleSource, tweak: impl FnOnce(&mut Config)) -> Running {
+    let mut config = Config { rules, reload_interval: Some(Duration::from_millis(100)), ..Config::default() };
+    tweak(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    service::start(config, listener).await.expect("server starts")
+}
+
+async fn bundled() -> Running {
+    spawn(RuleSource::Dir(manifest("rules")), |_| {}).await
+}
+
+async fn channel(r: &Running) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{}", r.addr)).expect("uri").connect().await.expect("connects")
+}
+
+fn example() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(manifest("examples/staff_2025.json")).expect("example")).expect("json")
+}
+
+fn request(id: &str, json: &serde_json::Value, trace: pb::TraceDetail) -> pb::ClassifyRequest {
+    pb::ClassifyRequest {
+        ruleset: Some(pb::RuleSetReference { id: id.into(), version: None }),
+        record: Some(convert::json_record(json)),
+        options: Some(pb::ClassifyOptions { trace: trace as i32, store: false }),
+        idempotency_key: String::new(),
+    }
+}
+
+const TINY: &str = r#"ruleset tiny "Tiny" version "1" effective 2020-01-01
+record {
+  subject_id: text role subject
+  period:     text role period
+  p:          decimal
+  items:      list of { v: decimal } = []
+}
+levels { good "Tốt" weak "Yếu" }
+let s = sum(items: v)
+score total = round(100 / p + s - s, 2, half_up)
+classify by total { good when total >= 50 weak otherwise }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classify_answers_exactly_as_the_cli() {
+    let server = bundled().await;
+    let mut client = ClassificationServiceClient::new(channel(&server).await);
+    let json = example();
+    let resp = client.classify(request("reg366_individual", &json, pb::TraceDetail::Full)).await.expect("classifies").into_inner();
+    let got = serde_json::to_value(resp.classification.expect("answer")).expect("proto3 json");
+    let path = manifest("rules/reg366.merit");
+    let (rs, _) = compile(&path.display().to_string(), &std::fs::read_to_string(&path).unwrap()).expect("compiles");
+    let rec = record::from_json(&rs.checked.schema, &json).expect("fits");
+    let want = answer::to_json(&rs, &rec, &evaluate(&rs, &rec, TraceLevel::Full).expect("classifies"));
+    assert_eq!(got, want, "the gRPC answer's proto3 JSON is the CLI's JSON");
+    server.shutdown().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_unknown_rule_sets_and_rule_errors_get_their_codes() {
+    let server = bundled().await;
+    let mut client = ClassificationServiceClient::new(channel(&server).await);
+    let mut bad = example();
+    bad["tasks"][3]["deadline"] = "31/12/2025".into();
+    let err = client.classify(request("reg366_individual", &bad, pb::TraceDetail::None)).await.expect_err("invalid");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let violations = err.get_details_bad_request().expect("BadRequest").field_violations;
+    assert_eq!(violations[0].field, "tasks[3].deadline");
+    assert!(violations[0].description.contains("expected a date YYYY-MM-DD"), "{violations:?}");
+
+    let err = client.classify(request("no_such_rules", &example(), pb::TraceDetail::None)).await.expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(err.get_details_resource_info().expect("ResourceInfo").resource_name, "no_such_rules");
+    // Decree 335 takes effect in 2026: a 2025 record without a version finds none in effect.
+    let err = client.classify(request("decree335_civil_servant", &example(), pb::TraceDetail::None)).await.expect_err("not in effect");
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().contains("2026-01-01"), "{}", err.message());
+    let mut pinned = request("decree335_civil_servant", &example(), pb::TraceDetail::None);
+    pinned.ruleset.as_mut().unwrap().version = Some("2026.1".into());
+    let ok = client.classify(pinned).await.expect("a named version applies whatever the period").into_inner();
+    assert_eq!(ok.classification.unwrap().ruleset.unwrap().version, "2026.1");
+    server.shutdown().await.expect("stops");
+
+    let server = spawn(RuleSource::Memory(vec![("tiny.merit".into(), TINY.into())]), |_| {}).await;
+    let mut client = ClassificationServiceClient::new(channel(&server).await);
+    let zero = serde_json::json!({"subject_id": "Z", "period": "2025", "p": "0"});
+    let err = client.classify(request("tiny", &zero, pb::TraceDetail::None)).await.expect_err("division by zero");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("rule `total`") && err.message().contains("division by zero"), "{}", err.message());
+    assert!(err.get_details_precondition_failure().is_some());
+    server.shutdown().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_answers_in_order_and_a_bad_record_does_not_end_it() {
+    let server = bundled().await;
+    let mut client = ClassificationServiceClient::new(channel(&server).await);
+    let good = convert::json_record(&example());
+    let mut bad_json = example();
+    bad_json["general_points"] = "31".into();
+    let records = vec![good.clone(), convert::json_record(&bad_json), good]
+        .into_iter()
+        .map(|r| pb::BatchRecord { record: Some(r), idempotency_key: String::new() })
+        .collect();
+    let req = pb::ClassifyBatchRequest { ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }), records, options: None };
+    let mut stream = client.classify_batch(req).await.expect("stream").into_inner();
+    let mut got = Vec::new();
+    while let Some(item) = stream.message().await.expect("item") {
+        got.push(item);
+    }
+    assert_eq!(got.iter().map(|g| g.index).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(matches!(&got[0].result, Some(pb::classify_batch_response::Result::Classification(c)) if c.outcome.as_ref().unwrap().id == "completed"));
+    match &got[1].result {
+        Some(pb::classify_batch_response::Result::Error(e)) => {
+            assert_eq!(e.code, "INVALID_ARGUMENT");
+            assert_eq!(e.violations[0].field, "general_points");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(matches!(&got[2].result, Some(pb::classify_batch_response::Result::Classification(_))));
+    server.shutdown().await.expect("stops");
+}
+
+fn member(id: &str, assessed: &str) -> pb::RecordValue {
+    convert::json_record(&serde_json::json!({
+        "subject_id": id, "agency_id": "A", "peer_group": "g", "period": "2025", "general_points": 27,
+        "task_points_assessed": assessed,
+        "tasks": [{"id": "T1", "deadline": "2025-03-01", "completed_on": "2025-02-01", "exceeded": true}]
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohort_applies_quotas_and_names_the_bad_record() {
+    let server = bundled().await;
+    let mut client = ClassificationServiceClient::new(channel(&server).await);
+    let mut records = vec![member("A", "68"), member("B", "65")];
+    records.extend((0..4).map(|i| member(&format!("G{i}"), "50")));
+    let reference = Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None });
+    let req = pb::ClassifyCohortRequest { ruleset: reference.clone(), records: records.clone(), options: None, exemption: None, idempotency_key: String::new() };
+    let resp = client.classify_cohort(req).await.expect("cohort").into_inner();
+    let ids: Vec<&str> = resp.classifications.iter().map(|c| c.outcome.as_ref().unwrap().id.as_str()).collect();
+    assert_eq!(ids, vec!["excellent", "good", "good", "good", "good", "good"]);
+    assert_eq!(resp.classifications[1].quota, Some(pb::QuotaPlace { position: 2, limit: 1, tied: false }));
+    assert!(resp.classifications[1].flags.contains(&"R-QUOTA".to_string()));
+
+    let exempt = pb::ClassifyCohortRequest { ruleset: reference.clone(), records: records.clone(), options: None, exemption: Some(pb::Exemption { maximum: None }), idempotency_key: String::new() };
+    let resp = client.classify_cohort(exempt).await.expect("cohort").into_inner();
+    assert_eq!(resp.classifications[1].outcome.as_ref().unwrap().id, "excellent");
+
+    let mut bad = records;
+    bad[1].fields.insert("period".into(), pb::Value { kind: Some(pb::value::Kind::Text("2025-13".into())) });
+    let req = pb::ClassifyCohortRequest { ruleset: reference, records: bad, options: None, exemption: None, idempotency_key: String::new() };
+    let err = client.classify_cohort(req).await.expect_err("invalid");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.get_details_bad_request().unwrap().field_violations[0].field, "records[1].period");
+    server.shutdown().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_set_service_checks_lists_and_describes() {
+    let server = bundled().await;
+    let mut client = RuleSetServiceClient::new(channel(&server).await);
+    let broken = pb::CheckRulesRequest { source: TINY.replace("sum(items: v)", "sum(items: vv)"), name: "tiny.merit".into() };
+    let resp = client.check_rules(broken).await.expect("checks").into_inner();
+    assert!(!resp.ok);
+    let d = &resp.diagnostics[0];
+    assert_eq!((d.code.as_str(), d.severity()), ("unknown-name", pb::Severity::Error));
+    assert_eq!(d.range.unwrap().start_line, 9);
+    assert_eq!(d.hint, "did you mean `v`?");
+    let good = client.check_rules(pb::CheckRulesRequest { source: TINY.into(), name: String::new() }).await.expect("checks").into_inner();
+    assert!(good.ok);
+    assert_eq!(good.ruleset.unwrap().hash, merit::compile::hash_text(TINY));
+
+    let page = client.list_rule_sets(pb::ListRuleSetsRequest { page_size: 1, page_token: String::new() }).await.expect("lists").into_inner();
+    assert_eq!(page.rule_sets.len(), 1);
+    assert_eq!(page.next_page_token, "1");
+    let rest = client.list_rule_sets(pb::ListRuleSetsRequest { page_size: 0, page_token: page.next_page_token }).await.expect("lists").into_inner();
+    assert_eq!(rest.rule_sets.len(), 1);
+    assert!(rest.next_page_token.is_empty());
+
+    let got = client.get_rule_set(pb::GetRuleSetRequest { id: "reg366_individual".into(), version: None }).await.expect("gets").into_inner();
+    assert_eq!(got.source, std::fs::read_to_string(manifest("rules/reg366.merit")).unwrap());
+    assert_eq!(got.summary.unwrap().effective_date, "2025-08-30");
+    let tasks = got.schema.iter().find(|f| f.name == "tasks").expect("tasks field");
+    assert_eq!(tasks.r#type, "list");
+    assert!(tasks.fields.iter().any(|f| f.name == "deadline" && f.r#type == "date"));
+    assert_eq!(got.levels[0].rank, Some(1));
+    let err = client.get_rule_set(pb::GetRuleSetRequest { id: "reg366_individual".into(), version: Some("1999".into()) }).await.expect_err("no version");
+    assert_eq!(err.code(), Code::NotFound);
+    server.shutdown().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_answer() {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse};
+    let server = bundled().await;
+    let ch = channel(&server).await;
+    let mut health = HealthClient::new(ch.clone());
+    for service in ["", "merit.v1.ClassificationService", "merit.v1.RuleSetService"] {
+        let r = health.check(HealthCheckRequest { service: service.into() }).await.expect("health").into_inner();
+        assert_eq!(r.status(), ServingStatus::Serving, "{service}");
+    }
+    let mut reflection = ServerReflectionClient::new(ch);
+    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut stream = reflection.server_reflection_info(tokio_stream::iter(vec![req])).await.expect("reflection").into_inner();
+    let resp = stream.message().await.expect("answer").expect("one");
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else { panic!("list services") };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"merit.v1.ClassificationService".to_string()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+    server.shutdown().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_edits_are_served_without_restart_and_broken_edits_are_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("tiny.merit");
+    std::fs::write(&file, TINY).expect("write");
+    let server = spawn(RuleSource::Dir(dir.path().to_path_buf()), |_| {}).await;
+    let ch = channel(&server).await;
+    let record = serde_json::json!({"subject_id": "R", "period": "2025", "p": "1.6"}); // total 62.50
+    let outcome = |c: pb::ClassifyResponse| c.classification.unwrap().outcome.unwrap().id;
+    let mut client = ClassificationServiceClient::new(ch.clone());
+    assert_eq!(outcome(client.classify(request("tiny", &record, pb::TraceDetail::None)).await.unwrap().into_inner()), "good");
+
+    // Classifications run concurrently with every reload below and must never fail.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (mut c, rec, stop) = (ClassificationServiceClient::new(ch.clone()), record.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.classify(request("tiny", &rec, pb::TraceDetail::Summary)).await.expect("never fails during reloads");
+                n += 1;
+            }
+            n
+        }));
+    }
+    let wait_for = |want: &'static str| {
+        let ch = ch.clone();
+        let record = record.clone();
+        async move {
+            let mut c = ClassificationServiceClient::new(ch);
+            for _ in 0..100 {
+                if outcome(c.classify(request("tiny", &record, pb::TraceDetail::None)).await.unwrap().into_inner()) == want {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    std::fs::write(&file, TINY.replace("total >= 50", "total >= 70")).expect("edit");
+    assert!(wait_for("weak").await, "the edited threshold is served without a restart");
+    let served = server.state.registry.load_full().resolve("tiny", None, None).unwrap().rs.hash.clone();
+    std::fs::write(&file, TINY.replace("sum(items: v)", "sum(items: oops)")).expect("broken edit");
+    server.reload.notify_one();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(server.state.registry.load_full().resolve("tiny", None, None).unwrap().rs.hash, served, "the broken file is never served");
+    assert!(wait_for("weak").await, "the previous version goes on serving");
+    std::fs::write(&file, TINY).expect("restore");
+    assert!(wait_for("good").await);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for t in load {
+        total += t.await.expect("load task");
+    }
+    assert!(total > 0);
+    server.shutdown().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_a_batch_in_flight() {
+    let mut server = bundled().await;
+    let mut client = ClassificationServiceClient::new(channel(&server).await);
+    let one = pb::BatchRecord { record: Some(convert::json_record(&example())), idempotency_key: String::new() };
+    let n = 3000;
+    let req = pb::ClassifyBatchRequest { ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }), records: vec![one; n], options: None };
+    let mut stream = client.classify_batch(req).await.expect("stream").into_inner();
+    let first = stream.message().await.expect("first").expect("one");
+    assert_eq!(first.index, 0);
+    server.begin_shutdown();
+    let mut count = 1;
+    while let Some(item) = stream.message().await.expect("the stream finishes cleanly") {
+        assert!(matches!(item.result, Some(pb::classify_batch_response::Result::Classification(_))));
+        count += 1;
+    }
+    assert_eq!(count, n, "every record of the batch in flight is answered");
+    server.wait().await.expect("stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_concurrency_limit_requests_are_refused_not_queued() {
+    let server = spawn(RuleSource::Memory(vec![("tiny.merit".into(), TINY.into())]), |c| {
+        c.max_concurrent_requests = 1;
+        c.max_message_bytes = 64 * 1024 * 1024;
+    })
+    .await;
+    let ch = channel(&server).await;
+    let items: Vec<serde_json::Value> = (0..400).map(|i| serde_json::json!({"v": format!("{i}.5")})).collect();
+    let big: Vec<pb::RecordValue> = (0..3000).map(|i| convert::json_record(&serde_json::json!({"subject_id": format!("S{i}"), "period": "2025", "p": "1", "items": items}))).collect();
+    let mut slow = ClassificationServiceClient::new(ch.clone());
+    let cohort = tokio::spawn(async move {
+        slow.classify_cohort(pb::ClassifyCohortRequest { ruleset: Some(pb::RuleSetReference { id: "tiny".into(), version: None }), records: big, options: None, exemption: None, idempotency_key: String::new() })
+            .await
+            .map(|r| r.into_inner().classifications.len())
+    });
+    let mut fast = ClassificationServiceClient::new(ch);
+    let record = serde_json::json!({"subject_id": "F", "period": "2025", "p": "1"});
+    let mut refused = false;
+    for _ in 0..200 {
+        match fast.classify(request("tiny", &record, pb::TraceDetail::None)).await {
+            Err(s) if s.code() == Code::ResourceExhausted => {
+                refused = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    assert!(refused, "a request beyond the limit is answered RESOURCE_EXHAUSTED");
+    assert_eq!(cohort.await.expect("task").expect("the cohort completes"), 3000);
+    server.shutdown().await.expect("stops");
+}
