@@ -4,10 +4,7 @@
 //!
 //! Run: `cargo bench --bench classify`. Records/s = 1 / median time.
 
-#![allow(
-    clippy::expect_used,
-    reason = "benchmarks fail loudly on broken fixtures"
-)]
+#![allow(clippy::expect_used, reason = "benchmarks fail loudly on broken fixtures")]
 
 use merit::compile::{RuleSet, compile};
 use merit::eval::record::{self, Record};
@@ -20,51 +17,34 @@ fn main() {
 
 static RULES: LazyLock<RuleSet> = LazyLock::new(|| {
     let text = include_str!("../rules/reg366.merit");
-    compile("rules/reg366.merit", text)
-        .map(|(rs, _)| rs)
-        .expect("bundled rules compile")
+    compile("rules/reg366.merit", text).map(|(rs, _)| rs).expect("bundled rules compile")
 });
 
 const RECORD: &str = include_str!("../examples/staff_2025.json");
 
-static DECODED: LazyLock<Record> = LazyLock::new(|| {
-    record::from_json_text(&RULES.checked.schema, RECORD).expect("example record fits")
-});
+static DECODED: LazyLock<Record> = LazyLock::new(|| record::from_json_text(&RULES.checked.schema, RECORD).expect("example record fits"));
 
 #[divan::bench]
 fn evaluate_trace_off() -> u8 {
-    evaluate(&RULES, divan::black_box(&DECODED), TraceLevel::None)
-        .map(|o| o.level)
-        .unwrap_or(u8::MAX)
+    evaluate(&RULES, divan::black_box(&DECODED), TraceLevel::None).map(|o| o.level).unwrap_or(u8::MAX)
 }
 
 #[divan::bench]
 fn evaluate_trace_summary() -> usize {
-    evaluate(&RULES, divan::black_box(&DECODED), TraceLevel::Summary)
-        .map(|o| o.trace.len())
-        .unwrap_or(0)
+    evaluate(&RULES, divan::black_box(&DECODED), TraceLevel::Summary).map(|o| o.trace.len()).unwrap_or(0)
 }
 
 #[divan::bench]
 fn evaluate_trace_full() -> usize {
-    evaluate(&RULES, divan::black_box(&DECODED), TraceLevel::Full)
-        .map(|o| o.trace.len())
-        .unwrap_or(0)
+    evaluate(&RULES, divan::black_box(&DECODED), TraceLevel::Full).map(|o| o.trace.len()).unwrap_or(0)
 }
 
 #[divan::bench]
 fn decode_json_record() -> usize {
-    record::from_json_text(&RULES.checked.schema, divan::black_box(RECORD))
-        .map(|r| r.slots.len())
-        .unwrap_or(0)
+    record::from_json_text(&RULES.checked.schema, divan::black_box(RECORD)).map(|r| r.slots.len()).unwrap_or(0)
 }
 
 #[divan::bench]
 fn compile_rules() -> usize {
-    compile(
-        "rules/reg366.merit",
-        divan::black_box(include_str!("../rules/reg366.merit")),
-    )
-    .map(|(rs, _)| rs.sources.len())
-    .unwrap_or(0)
+    compile("rules/reg366.merit", divan::black_box(include_str!("../rules/reg366.merit"))).map(|(rs, _)| rs.sources.len()).unwrap_or(0)
 }

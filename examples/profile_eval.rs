@@ -3,22 +3,12 @@
 fn main() {
     let text = include_str!("../rules/reg366.merit");
     let (rs, _) = merit::compile::compile("rules/reg366.merit", text).expect("compiles");
-    let rec =
-        merit::eval::record::from_json_text(&rs.checked.schema, include_str!("staff_2025.json"))
-            .expect("fits");
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let rec = merit::eval::record::from_json_text(&rs.checked.schema, include_str!("staff_2025.json")).expect("fits");
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let mut levels = 0usize;
     for _ in 0..n {
-        levels += merit::eval::evaluate(
-            &rs,
-            std::hint::black_box(&rec),
-            merit::eval::TraceLevel::None,
-        )
-        .map(|o| o.level as usize)
-        .unwrap_or(0);
+        levels +=
+            merit::eval::evaluate(&rs, std::hint::black_box(&rec), merit::eval::TraceLevel::None).map(|o| o.level as usize).unwrap_or(0);
     }
     println!("{levels}");
 }

@@ -33,19 +33,10 @@ pub fn ruleset_json(rs: &RuleSet) -> Json {
 pub fn to_json(rs: &RuleSet, record: &Record, outcome: &Outcome) -> Json {
     let mut m = Map::new();
     m.insert("ruleset".into(), ruleset_json(rs));
-    m.insert(
-        "subject".into(),
-        Json::String(subject_of(rs, record).to_string()),
-    );
+    m.insert("subject".into(), Json::String(subject_of(rs, record).to_string()));
     let mut o = Map::new();
-    o.insert(
-        "id".into(),
-        Json::String(rs.level_id(outcome.level).to_string()),
-    );
-    o.insert(
-        "label".into(),
-        Json::String(rs.level_label(outcome.level).to_string()),
-    );
+    o.insert("id".into(), Json::String(rs.level_id(outcome.level).to_string()));
+    o.insert("label".into(), Json::String(rs.level_label(outcome.level).to_string()));
     if rs.is_ordered(outcome.level) {
         o.insert("rank".into(), Json::from(u32::from(outcome.level) + 1));
     }
@@ -54,49 +45,19 @@ pub fn to_json(rs: &RuleSet, record: &Record, outcome: &Outcome) -> Json {
         m.insert("total".into(), Json::String(format_total(t)));
     }
     // Keys in sorted order, as the service's proto map prints them.
-    let criteria: Map<String, Json> = criteria_by_name(rs, outcome)
-        .into_iter()
-        .map(|(k, v)| (k, Json::String(v)))
-        .collect();
+    let criteria: Map<String, Json> = criteria_by_name(rs, outcome).into_iter().map(|(k, v)| (k, Json::String(v))).collect();
     m.insert("criteria".into(), Json::Object(criteria));
-    m.insert(
-        "flags".into(),
-        Json::Array(
-            outcome
-                .flag_codes(rs)
-                .into_iter()
-                .map(|f| Json::String(f.to_string()))
-                .collect(),
-        ),
-    );
-    m.insert(
-        "trace".into(),
-        Json::Array(outcome.trace.iter().map(|s| step_json(rs, s)).collect()),
-    );
+    m.insert("flags".into(), Json::Array(outcome.flag_codes(rs).into_iter().map(|f| Json::String(f.to_string())).collect()));
+    m.insert("trace".into(), Json::Array(outcome.trace.iter().map(|s| step_json(rs, s)).collect()));
     if let Some(q) = &outcome.quota {
-        m.insert(
-            "quota".into(),
-            json!({ "position": q.position, "limit": q.limit, "tied": q.tied }),
-        );
+        m.insert("quota".into(), json!({ "position": q.position, "limit": q.limit, "tied": q.tied }));
     }
     Json::Object(m)
 }
 
 /// Criterion values by name, sorted by name.
-pub fn criteria_by_name(
-    rs: &RuleSet,
-    outcome: &Outcome,
-) -> std::collections::BTreeMap<String, String> {
-    outcome
-        .criteria
-        .iter()
-        .filter_map(|(id, v)| {
-            rs.checked
-                .lets
-                .get(*id)
-                .map(|l| (l.name.clone(), v.to_string()))
-        })
-        .collect()
+pub fn criteria_by_name(rs: &RuleSet, outcome: &Outcome) -> std::collections::BTreeMap<String, String> {
+    outcome.criteria.iter().filter_map(|(id, v)| rs.checked.lets.get(*id).map(|l| (l.name.clone(), v.to_string()))).collect()
 }
 
 /// A trace step's value as text.
@@ -115,16 +76,10 @@ pub fn step_json(rs: &RuleSet, s: &TraceStep) -> Json {
     m.insert("step".into(), Json::String(s.kind.as_str().into()));
     if let Some(src) = rs.sources.get(s.source) {
         m.insert("rule".into(), Json::String(src.name.clone()));
-        m.insert(
-            "at".into(),
-            Json::String(format!("{}:{}", rs.source.name, src.loc)),
-        );
+        m.insert("at".into(), Json::String(format!("{}:{}", rs.source.name, src.loc)));
         m.insert("text".into(), Json::String(src.text.clone()));
         if !src.inputs.is_empty() {
-            m.insert(
-                "inputs".into(),
-                Json::Array(src.inputs.iter().map(|i| Json::String(i.clone())).collect()),
-            );
+            m.insert("inputs".into(), Json::Array(src.inputs.iter().map(|i| Json::String(i.clone())).collect()));
         }
     }
     if let Some(v) = value_text(rs, &s.value) {
@@ -133,10 +88,7 @@ pub fn step_json(rs: &RuleSet, s: &TraceStep) -> Json {
     if let Some((from, to)) = s.levels
         && from != to
     {
-        m.insert(
-            "effect".into(),
-            Json::String(format!("{} → {}", rs.level_id(from), rs.level_id(to))),
-        );
+        m.insert("effect".into(), Json::String(format!("{} → {}", rs.level_id(from), rs.level_id(to))));
     }
     if let Some(msg) = &s.message {
         m.insert("message".into(), Json::String(msg.clone()));
@@ -149,54 +101,27 @@ pub fn to_human(rs: &RuleSet, record: &Record, outcome: &Outcome) -> String {
     let mut out = String::new();
     let subject = subject_of(rs, record);
     let short = rs.hash.get(..12).unwrap_or(&rs.hash);
-    out.push_str(&format!(
-        "{subject}: {} \"{}\"",
-        rs.level_id(outcome.level),
-        rs.level_label(outcome.level)
-    ));
+    out.push_str(&format!("{subject}: {} \"{}\"", rs.level_id(outcome.level), rs.level_label(outcome.level)));
     if let Some(t) = &outcome.total {
         out.push_str(&format!(", total {}", format_total(t)));
     }
     out.push('\n');
-    out.push_str(&format!(
-        "  rules: {} {} (sha256 {short}…)\n",
-        rs.checked.id, rs.checked.version
-    ));
+    out.push_str(&format!("  rules: {} {} (sha256 {short}…)\n", rs.checked.id, rs.checked.version));
     for s in &outcome.trace {
         let src = rs.sources.get(s.source);
         let name = src.map_or("", |x| x.name.as_str());
-        let at = src
-            .map(|x| format!("  [{}:{}]", rs.source.name, x.loc))
-            .unwrap_or_default();
+        let at = src.map(|x| format!("  [{}:{}]", rs.source.name, x.loc)).unwrap_or_default();
         let value = value_text(rs, &s.value).unwrap_or_default();
         let effect = match s.levels {
             Some((a, b)) if a != b => format!(" ({} → {})", rs.level_id(a), rs.level_id(b)),
             _ => String::new(),
         };
-        let msg = s
-            .message
-            .as_deref()
-            .map(|m| format!(": {m}"))
-            .unwrap_or_default();
+        let msg = s.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
         let line = match s.kind {
             StepKind::Criterion => {
-                let label = rs
-                    .checked
-                    .lets
-                    .get(s.source)
-                    .and_then(|l| l.label.clone())
-                    .unwrap_or_default();
-                let max = rs
-                    .checked
-                    .lets
-                    .get(s.source)
-                    .and_then(|l| l.max)
-                    .map(|m| format!(" of {m}"))
-                    .unwrap_or_default();
-                let reads = src
-                    .filter(|x| !x.inputs.is_empty())
-                    .map(|x| format!(" — reads {}", x.inputs.join(", ")))
-                    .unwrap_or_default();
+                let label = rs.checked.lets.get(s.source).and_then(|l| l.label.clone()).unwrap_or_default();
+                let max = rs.checked.lets.get(s.source).and_then(|l| l.max).map(|m| format!(" of {m}")).unwrap_or_default();
+                let reads = src.filter(|x| !x.inputs.is_empty()).map(|x| format!(" — reads {}", x.inputs.join(", "))).unwrap_or_default();
                 format!("criterion {name} \"{label}\" = {value}{max}{reads}{at}")
             }
             StepKind::Score => {
@@ -238,10 +163,10 @@ pub fn to_human(rs: &RuleSet, record: &Record, outcome: &Outcome) -> String {
     }
     if let Some(q) = &outcome.quota {
         out.push_str(&format!(
-            "  quota: position {} of {} kept{}\n",
+            "  quota: ranked {}, {} keep the level{}\n",
             q.position,
             q.limit,
-            if q.tied { ", tied at the cut" } else { "" }
+            if q.tied { "; tied at the cut" } else { "" }
         ));
     }
     out

@@ -5,10 +5,7 @@
 use crate::check::ir::QuotaRounding;
 use crate::compile::RuleSet;
 use crate::eval::record::{Record, Value};
-use crate::eval::{
-    self, Ctx, EvalError, Outcome, QuotaPlace, Stack, StepKind, TraceLevel, TraceStep, TraceValue,
-    V, compare,
-};
+use crate::eval::{self, Ctx, EvalError, Outcome, QuotaPlace, Stack, StepKind, TraceLevel, TraceStep, TraceValue, V, compare};
 use crate::num::{Num, Rounding};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -26,19 +23,13 @@ pub enum Exemption {
 
 /// Classifies each record, then applies the rule set's quotas over the cohort.
 /// Results are in input order; a record that fails keeps its error and takes no part in quotas.
-pub fn classify_cohort(
-    rs: &RuleSet,
-    records: &[Record],
-    exemption: Exemption,
-    trace: TraceLevel,
-) -> Vec<Result<Outcome, EvalError>> {
-    let mut results: Vec<Result<Outcome, EvalError>> = records
-        .iter()
-        .map(|r| eval::evaluate(rs, r, trace))
-        .collect();
+pub fn classify_cohort(rs: &RuleSet, records: &[Record], exemption: Exemption, trace: TraceLevel) -> Vec<Result<Outcome, EvalError>> {
+    let mut results: Vec<Result<Outcome, EvalError>> = records.iter().map(|r| eval::evaluate(rs, r, trace)).collect();
     for (qi, q) in rs.checked.quotas.iter().enumerate() {
         // Group candidates and base records by scope key.
         let mut groups: BTreeMap<Vec<String>, Vec<usize>> = BTreeMap::new();
+        // A quota expression that fails for a record is that record's error, never a silent skip.
+        let mut failed: Vec<(usize, EvalError)> = Vec::new();
         for (i, (rec, res)) in records.iter().zip(&results).enumerate() {
             let Ok(o) = res else { continue };
             if o.level != q.level && o.level != q.base {
@@ -48,29 +39,32 @@ pub fn classify_cohort(
             if let Some(a) = &q.applies {
                 match ctx.truth(a, &Stack::root(rec)) {
                     Ok(true) => {}
-                    _ => continue,
+                    Ok(false) => continue,
+                    Err(k) => {
+                        failed.push((i, ctx.error(k, Some((&q.name, q.span)))));
+                        continue;
+                    }
                 }
+            }
+            // Rank keys are computed here too, so a key that fails is caught before ranking.
+            let stack = Stack::root(rec);
+            if let Some(k) = q.rank.iter().find_map(|(ex, _)| ctx.eval(ex, &stack).err()) {
+                failed.push((i, ctx.error(k, Some((&q.name, q.span)))));
+                continue;
             }
             let key = q.per.iter().map(|&s| key_text(rec.get(s))).collect();
             groups.entry(key).or_default().push(i);
         }
+        for (i, e) in failed {
+            if let Some(r) = results.get_mut(i) {
+                *r = Err(e);
+            }
+        }
         for members in groups.values() {
-            let level_of = |i: usize| {
-                results
-                    .get(i)
-                    .and_then(|r| r.as_ref().ok())
-                    .map(|o| o.level)
-            };
-            let candidates: Vec<usize> = members
-                .iter()
-                .copied()
-                .filter(|&i| level_of(i) == Some(q.level))
-                .collect();
+            let level_of = |i: usize| results.get(i).and_then(|r| r.as_ref().ok()).map(|o| o.level);
+            let candidates: Vec<usize> = members.iter().copied().filter(|&i| level_of(i) == Some(q.level)).collect();
             let e = candidates.len() as i64;
-            let g = members
-                .iter()
-                .filter(|&&i| level_of(i) == Some(q.base) && q.base != q.level)
-                .count() as i64;
+            let g = members.iter().filter(|&&i| level_of(i) == Some(q.base) && q.base != q.level).count() as i64;
             let k = limit(q.ratio, q.base_final, q.rounding, e, g);
             let k = match (q.exemption, exemption) {
                 (true, Exemption::Unlimited) => e,
@@ -83,11 +77,7 @@ pub fn classify_cohort(
                 let Some(rec) = records.get(i) else { continue };
                 let mut ctx = Ctx::new(rs, rec);
                 let stack = Stack::root(rec);
-                let keys: Vec<V<'_>> = q
-                    .rank
-                    .iter()
-                    .map(|(ex, _)| ctx.eval(ex, &stack).unwrap_or(V::Absent))
-                    .collect();
+                let keys: Vec<V<'_>> = q.rank.iter().map(|(ex, _)| ctx.eval(ex, &stack).unwrap_or(V::Absent)).collect();
                 keyed.push((i, keys));
             }
             let order = |a: &Vec<V<'_>>, b: &Vec<V<'_>>| -> Ordering {
@@ -103,32 +93,19 @@ pub fn classify_cohort(
             keyed.sort_by(|a, b| order(&a.1, &b.1));
             let k_usize = usize::try_from(k.max(0)).unwrap_or(usize::MAX);
             // A tie across the cut: the k-th and (k+1)-th share every key.
-            let tie_key = match (
-                k_usize.checked_sub(1).and_then(|x| keyed.get(x)),
-                keyed.get(k_usize),
-            ) {
+            let tie_key = match (k_usize.checked_sub(1).and_then(|x| keyed.get(x)), keyed.get(k_usize)) {
                 (Some(a), Some(b)) if order(&a.1, &b.1) == Ordering::Equal => Some(a.1.clone()),
                 _ => None,
             };
             let limit_u32 = u32::try_from(k.max(0)).unwrap_or(u32::MAX);
             for (pos, (i, keys)) in keyed.iter().enumerate() {
-                let tied = tie_key
-                    .as_ref()
-                    .is_some_and(|t| order(t, keys) == Ordering::Equal);
-                let keep = if tied {
-                    !q.ties_demote_all
-                } else {
-                    pos < k_usize
-                };
+                let tied = tie_key.as_ref().is_some_and(|t| order(t, keys) == Ordering::Equal);
+                let keep = if tied { !q.ties_demote_all } else { pos < k_usize };
                 let Some(Ok(o)) = results.get_mut(*i) else {
                     continue;
                 };
                 let position = u32::try_from(pos + 1).unwrap_or(u32::MAX);
-                o.quota = Some(QuotaPlace {
-                    position,
-                    limit: limit_u32,
-                    tied,
-                });
+                o.quota = Some(QuotaPlace { position, limit: limit_u32, tied });
                 if tied && let Some(f) = &q.tie_flag {
                     o.add_flag(rs, f);
                 }
@@ -137,11 +114,7 @@ pub fn classify_cohort(
                 let message = format!(
                     "ranked {position} of {e} candidates for {}; at most {k} keep it{}; {what} it",
                     rs.level_id(q.level),
-                    if tied {
-                        ", and the candidates tied at the cut are settled by the tie policy"
-                    } else {
-                        ""
-                    }
+                    if tied { ", and the candidates tied at the cut are settled by the tie policy" } else { "" }
                 );
                 if !keep {
                     let before = o.level;
@@ -181,11 +154,7 @@ pub fn classify_cohort(
 }
 
 fn insert_before_final(o: &mut Outcome, step: TraceStep) {
-    let at = o
-        .trace
-        .iter()
-        .position(|s| s.kind == StepKind::Final)
-        .unwrap_or(o.trace.len());
+    let at = o.trace.iter().position(|s| s.kind == StepKind::Final).unwrap_or(o.trace.len());
     o.trace.insert(at, step);
     let level = o.level;
     for s in &mut o.trace {
@@ -215,25 +184,15 @@ fn key_text(v: &Value) -> String {
 /// The number that may keep the level: `ratio × base`, where the base is the count of the base
 /// level, or (for a base counted after demotion) `ratio × (E + G) / (1 + ratio)`.
 pub fn limit(ratio: Num, base_final: bool, rounding: QuotaRounding, e: i64, g: i64) -> i64 {
-    let value = if base_final {
-        Num::from_int(e + g)
-            .mul(ratio)
-            .and_then(|x| x.div(Num::ONE.add(ratio)?))
-    } else {
-        Num::from_int(g).mul(ratio)
-    };
+    let value =
+        if base_final { Num::from_int(e + g).mul(ratio).and_then(|x| x.div(Num::ONE.add(ratio)?)) } else { Num::from_int(g).mul(ratio) };
     let Ok(value) = value else { return 0 };
     let mode = match rounding {
         QuotaRounding::Down => Rounding::Floor,
         QuotaRounding::Up => Rounding::Ceiling,
         QuotaRounding::Nearest => Rounding::HalfUp,
     };
-    value
-        .round(0, mode)
-        .ok()
-        .and_then(|n| n.to_i64())
-        .unwrap_or(0)
-        .clamp(0, e)
+    value.round(0, mode).ok().and_then(|n| n.to_i64()).unwrap_or(0).clamp(0, e)
 }
 
 #[cfg(test)]

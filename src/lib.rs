@@ -34,6 +34,7 @@ pub mod check;
 pub mod cli;
 pub mod cohort;
 pub mod compile;
+pub mod date;
 pub mod diagnostic;
 pub mod eval;
 pub mod num;

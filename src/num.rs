@@ -109,11 +109,7 @@ fn gcd(a: u128, b: u128) -> u128 {
 #[inline]
 fn from_parts(negative: bool, n: u128, d: u128) -> Option<Num> {
     let d = i128::try_from(d).ok()?;
-    let n = if negative {
-        0i128.checked_sub_unsigned(n)?
-    } else {
-        i128::try_from(n).ok()?
-    };
+    let n = if negative { 0i128.checked_sub_unsigned(n)? } else { i128::try_from(n).ok()? };
     Some(Num { n, d })
 }
 
@@ -220,11 +216,7 @@ impl Num {
                 let value = exp.iter().try_fold(0i64, |acc, &b| {
                     let digit = i64::from(b - b'0');
                     let acc = acc.checked_mul(10)?;
-                    if exp_negative {
-                        acc.checked_sub(digit)
-                    } else {
-                        acc.checked_add(digit)
-                    }
+                    if exp_negative { acc.checked_sub(digit) } else { acc.checked_add(digit) }
                 });
                 (value, rest)
             }
@@ -244,9 +236,7 @@ impl Num {
         let mantissa = all()
             .skip(leading)
             .take(total - leading - trailing)
-            .try_fold(0u128, |acc, &b| {
-                acc.checked_mul(10)?.checked_add(u128::from(b - b'0'))
-            })
+            .try_fold(0u128, |acc, &b| acc.checked_mul(10)?.checked_add(u128::from(b - b'0')))
             .ok_or(TooManyDigits)?;
         // value = mantissa * 10^scale
         let scale = exponent
@@ -258,9 +248,7 @@ impl Num {
             .ok_or(TooManyDigits)?;
 
         let (n, d) = if scale >= 0 {
-            let power = u32::try_from(scale)
-                .ok()
-                .and_then(|s| 10u128.checked_pow(s));
+            let power = u32::try_from(scale).ok().and_then(|s| 10u128.checked_pow(s));
             (power.and_then(|p| mantissa.checked_mul(p)), Some(1))
         } else {
             let s = scale.unsigned_abs();
@@ -275,36 +263,24 @@ impl Num {
                         m /= 5;
                         fives += 1;
                     }
-                    let pow = |base: u128, e: u64| {
-                        u32::try_from(e).ok().and_then(|e| base.checked_pow(e))
-                    };
-                    let d = pow(2, s - twos)
-                        .zip(pow(5, s - fives))
-                        .and_then(|(a, b)| a.checked_mul(b));
+                    let pow = |base: u128, e: u64| u32::try_from(e).ok().and_then(|e| base.checked_pow(e));
+                    let d = pow(2, s - twos).zip(pow(5, s - fives)).and_then(|(a, b)| a.checked_mul(b));
                     (Some(m), d)
                 }
             }
         };
-        n.zip(d)
-            .and_then(|(n, d)| from_parts(negative, n, d))
-            .ok_or(TooManyDigits)
+        n.zip(d).and_then(|(n, d)| from_parts(negative, n, d)).ok_or(TooManyDigits)
     }
 
     /// `self + other`.
-    #[allow(
-        clippy::should_implement_trait,
-        reason = "checked: returns a Result, which the operator traits cannot"
-    )]
+    #[allow(clippy::should_implement_trait, reason = "checked: returns a Result, which the operator traits cannot")]
     #[inline]
     pub fn add(self, other: Num) -> Result<Num, NumError> {
         self.add_sub(other, i128::checked_add)
     }
 
     /// `self - other`.
-    #[allow(
-        clippy::should_implement_trait,
-        reason = "checked: returns a Result, which the operator traits cannot"
-    )]
+    #[allow(clippy::should_implement_trait, reason = "checked: returns a Result, which the operator traits cannot")]
     #[inline]
     pub fn sub(self, other: Num) -> Result<Num, NumError> {
         self.add_sub(other, i128::checked_sub)
@@ -316,11 +292,8 @@ impl Num {
             if let Some(n) = op(self.n, other.n) {
                 return Ok(Num { n, d: self.d });
             }
-        } else if let (Some(a), Some(b), Some(d)) = (
-            self.n.checked_mul(other.d),
-            other.n.checked_mul(self.d),
-            self.d.checked_mul(other.d),
-        ) && let Some(n) = op(a, b)
+        } else if let (Some(a), Some(b), Some(d)) = (self.n.checked_mul(other.d), other.n.checked_mul(self.d), self.d.checked_mul(other.d))
+            && let Some(n) = op(a, b)
         {
             return Ok(Num { n, d });
         }
@@ -329,20 +302,13 @@ impl Num {
 
     #[cold]
     #[inline(never)]
-    fn add_sub_reduced(
-        a: Num,
-        b: Num,
-        op: fn(i128, i128) -> Option<i128>,
-    ) -> Result<Num, NumError> {
+    fn add_sub_reduced(a: Num, b: Num, op: fn(i128, i128) -> Option<i128>) -> Result<Num, NumError> {
         let (a, b) = (a.reduced(), b.reduced());
         // Both denominators are positive, so g fits and is at least 1.
         let g = gcd(a.d.unsigned_abs(), b.d.unsigned_abs());
         let g = i128::try_from(g).map_err(|_| NumError::Overflow)?;
         let (ad, bd) = (a.d / g, b.d / g);
-        let n =
-            a.n.checked_mul(bd)
-                .zip(b.n.checked_mul(ad))
-                .and_then(|(x, y)| op(x, y));
+        let n = a.n.checked_mul(bd).zip(b.n.checked_mul(ad)).and_then(|(x, y)| op(x, y));
         let d = a.d.checked_mul(bd);
         match (n, d) {
             (Some(n), Some(d)) => Ok(Num { n, d }.reduced()),
@@ -351,10 +317,7 @@ impl Num {
     }
 
     /// `self * other`.
-    #[allow(
-        clippy::should_implement_trait,
-        reason = "checked: returns a Result, which the operator traits cannot"
-    )]
+    #[allow(clippy::should_implement_trait, reason = "checked: returns a Result, which the operator traits cannot")]
     #[inline]
     pub fn mul(self, other: Num) -> Result<Num, NumError> {
         if let (Some(n), Some(d)) = (self.n.checked_mul(other.n), self.d.checked_mul(other.d)) {
@@ -367,27 +330,17 @@ impl Num {
     #[inline(never)]
     fn mul_reduced(a: Num, b: Num) -> Result<Num, NumError> {
         let (a, b) = (a.reduced(), b.reduced());
-        let (an, ad, bn, bd) = (
-            a.n.unsigned_abs(),
-            a.d.unsigned_abs(),
-            b.n.unsigned_abs(),
-            b.d.unsigned_abs(),
-        );
+        let (an, ad, bn, bd) = (a.n.unsigned_abs(), a.d.unsigned_abs(), b.n.unsigned_abs(), b.d.unsigned_abs());
         // Cross factors; both are at least 1 because denominators are positive.
         let g1 = gcd(an, bd);
         let g2 = gcd(bn, ad);
         let n = (an / g1).checked_mul(bn / g2);
         let d = (ad / g2).checked_mul(bd / g1);
-        n.zip(d)
-            .and_then(|(n, d)| from_parts((a.n < 0) != (b.n < 0), n, d))
-            .ok_or(NumError::Overflow)
+        n.zip(d).and_then(|(n, d)| from_parts((a.n < 0) != (b.n < 0), n, d)).ok_or(NumError::Overflow)
     }
 
     /// `self / other`; [`NumError::DivisionByZero`] if `other` is zero.
-    #[allow(
-        clippy::should_implement_trait,
-        reason = "checked: returns a Result, which the operator traits cannot"
-    )]
+    #[allow(clippy::should_implement_trait, reason = "checked: returns a Result, which the operator traits cannot")]
     #[inline]
     pub fn div(self, other: Num) -> Result<Num, NumError> {
         if other.n == 0 {
@@ -408,36 +361,24 @@ impl Num {
     #[inline(never)]
     fn div_reduced(a: Num, b: Num) -> Result<Num, NumError> {
         let (a, b) = (a.reduced(), b.reduced());
-        let (an, ad, bn, bd) = (
-            a.n.unsigned_abs(),
-            a.d.unsigned_abs(),
-            b.n.unsigned_abs(),
-            b.d.unsigned_abs(),
-        );
+        let (an, ad, bn, bd) = (a.n.unsigned_abs(), a.d.unsigned_abs(), b.n.unsigned_abs(), b.d.unsigned_abs());
         // bn != 0 and the denominators are positive, so both factors are at least 1.
         let g1 = gcd(an, bn);
         let g2 = gcd(ad, bd);
         let n = (an / g1).checked_mul(bd / g2);
         let d = (ad / g2).checked_mul(bn / g1);
-        n.zip(d)
-            .and_then(|(n, d)| from_parts((a.n < 0) != (b.n < 0), n, d))
-            .ok_or(NumError::Overflow)
+        n.zip(d).and_then(|(n, d)| from_parts((a.n < 0) != (b.n < 0), n, d)).ok_or(NumError::Overflow)
     }
 
     /// `-self`.
-    #[allow(
-        clippy::should_implement_trait,
-        reason = "checked: returns a Result, which the operator traits cannot"
-    )]
+    #[allow(clippy::should_implement_trait, reason = "checked: returns a Result, which the operator traits cannot")]
     #[inline]
     pub fn neg(self) -> Result<Num, NumError> {
         match self.n.checked_neg() {
             Some(n) => Ok(Num { n, d: self.d }),
             None => {
                 let r = self.reduced();
-                r.n.checked_neg()
-                    .map(|n| Num { n, d: r.d })
-                    .ok_or(NumError::Overflow)
+                r.n.checked_neg().map(|n| Num { n, d: r.d }).ok_or(NumError::Overflow)
             }
         }
     }
@@ -447,10 +388,7 @@ impl Num {
     /// Uses cross-multiplication and, when that would overflow, a continued-fraction
     /// comparison that cannot overflow, so it never actually returns an error; the
     /// `Result` matches the other checked operations.
-    #[allow(
-        clippy::should_implement_trait,
-        reason = "checked: returns a Result, which Ord::cmp cannot"
-    )]
+    #[allow(clippy::should_implement_trait, reason = "checked: returns a Result, which Ord::cmp cannot")]
     #[inline]
     pub fn cmp(&self, other: &Num) -> Result<Ordering, NumError> {
         if self.d == other.d {
@@ -515,10 +453,7 @@ impl Num {
         let g = gcd(self.n.unsigned_abs(), self.d.unsigned_abs());
         // g divides d > 0, so 1 <= g <= i128::MAX.
         match i128::try_from(g) {
-            Ok(g) if g > 1 => Num {
-                n: self.n / g,
-                d: self.d / g,
-            },
+            Ok(g) if g > 1 => Num { n: self.n / g, d: self.d / g },
             _ => self,
         }
     }
@@ -556,11 +491,7 @@ impl Num {
     /// The value as an `i64`, if it is a whole number in range.
     #[inline]
     pub fn to_i64(&self) -> Option<i64> {
-        if self.is_integer() {
-            i64::try_from(self.n.div_euclid(self.d)).ok()
-        } else {
-            None
-        }
+        if self.is_integer() { i64::try_from(self.n.div_euclid(self.d)).ok() } else { None }
     }
 
     /// Rounds to `places` decimal places with the given mode, exactly.
@@ -611,10 +542,7 @@ impl Num {
             frac = frac * 10 + i128::from(digit); // < 10^places = scale
             r = rest;
         }
-        let q = whole
-            .checked_mul(scale)
-            .and_then(|w| w.checked_add(frac))
-            .ok_or(NumError::Overflow)?;
+        let q = whole.checked_mul(scale).and_then(|w| w.checked_add(frac)).ok_or(NumError::Overflow)?;
         let r = i128::try_from(r).map_err(|_| NumError::Overflow)?;
         Ok((q, r))
     }
@@ -622,10 +550,7 @@ impl Num {
     /// The largest integer not above the value.
     #[inline]
     pub fn floor(self) -> Num {
-        Num {
-            n: self.n.div_euclid(self.d),
-            d: 1,
-        }
+        Num { n: self.n.div_euclid(self.d), d: 1 }
     }
 
     /// The smallest integer not below the value.
@@ -633,11 +558,7 @@ impl Num {
     pub fn ceil(self) -> Num {
         let q = self.n.div_euclid(self.d);
         // A non-zero remainder implies d >= 2, so q <= i128::MAX / 2 and q + 1 fits.
-        let n = if self.n.rem_euclid(self.d) == 0 {
-            q
-        } else {
-            q + 1
-        };
+        let n = if self.n.rem_euclid(self.d) == 0 { q } else { q + 1 };
         Num { n, d: 1 }
     }
 
@@ -737,19 +658,13 @@ mod tests {
     use proptest::prelude::*;
 
     #[track_caller]
-    #[allow(
-        clippy::expect_used,
-        reason = "test helper; failing is failing the test"
-    )]
+    #[allow(clippy::expect_used, reason = "test helper; failing is failing the test")]
     fn num(text: &str) -> Num {
         Num::parse_decimal(text).expect("test input parses")
     }
 
     #[track_caller]
-    #[allow(
-        clippy::expect_used,
-        reason = "test helper; failing is failing the test"
-    )]
+    #[allow(clippy::expect_used, reason = "test helper; failing is failing the test")]
     fn ratio(n: i128, d: i128) -> Num {
         Num::from_ratio(n, d).expect("test ratio is valid")
     }
@@ -764,10 +679,7 @@ mod tests {
     }
 
     #[track_caller]
-    #[allow(
-        clippy::expect_used,
-        reason = "test helper; failing is failing the test"
-    )]
+    #[allow(clippy::expect_used, reason = "test helper; failing is failing the test")]
     fn ok(r: Result<Num, NumError>) -> Num {
         r.expect("no overflow")
     }
@@ -868,14 +780,8 @@ mod tests {
         // The sign of i128::MIN / -2 can only move after reduction.
         let y = ratio(i128::MIN, -2);
         assert_eq!((y.numer(), y.denom()), (1i128 << 126, 1));
-        assert_eq!(
-            Num::from_ratio(i128::MIN, -1).err(),
-            Some(NumError::Overflow)
-        );
-        assert_eq!(
-            Num::from_ratio(i128::MIN, -3).err(),
-            Some(NumError::Overflow)
-        );
+        assert_eq!(Num::from_ratio(i128::MIN, -1).err(), Some(NumError::Overflow));
+        assert_eq!(Num::from_ratio(i128::MIN, -3).err(), Some(NumError::Overflow));
         assert_eq!(Num::from_int(i64::MIN).to_i64(), Some(i64::MIN));
         assert!(Num::ONE.is_integer() && !Num::ONE.is_zero() && Num::ZERO.is_zero());
     }
@@ -897,18 +803,10 @@ mod tests {
             ("12.5e1", 125, 1),
             ("0e999999999999999999999", 0, 1),
             ("-1e-38", -1, 10i128.pow(38)),
-            (
-                "-0.00000000000000000000000000000000000001",
-                -1,
-                10i128.pow(38),
-            ),
+            ("-0.00000000000000000000000000000000000001", -1, 10i128.pow(38)),
             ("170141183460469231731687303715884105727", i128::MAX, 1),
             ("-170141183460469231731687303715884105728", i128::MIN, 1),
-            (
-                "1700000000000000000000000000000000000000e-1",
-                17 * 10i128.pow(37),
-                1,
-            ),
+            ("1700000000000000000000000000000000000000e-1", 17 * 10i128.pow(37), 1),
             // 2^-39 needs 10^39 before cancelling factors of 5.
             ("0.000000000001818989403545856475830078125", 1, 1 << 39),
         ];
@@ -967,10 +865,7 @@ mod tests {
         assert_eq!(ratio(1, 3).to_string(), "1/3 (≈0.333333)");
         assert_eq!(ratio(12, 14).to_string(), "6/7 (≈0.857143)");
         assert_eq!(ratio(-2, 3).to_string(), "-2/3 (≈-0.666667)");
-        assert_eq!(
-            ratio(1, 3_000_000_000).to_string(),
-            "1/3000000000 (≈0.000000)"
-        );
+        assert_eq!(ratio(1, 3_000_000_000).to_string(), "1/3000000000 (≈0.000000)");
         assert_eq!(Num::ZERO.to_string(), "0");
         assert_eq!(format!("{:>6}", ratio(3, 2)), "   1.5");
         let tiny = ratio(1, 1 << 126);
@@ -990,10 +885,7 @@ mod tests {
         assert_eq!(num("99.999").to_fixed(2), "100.00");
         assert_eq!(num("-9.96").to_fixed(1), "-10.0");
         assert_eq!(ratio(2, 3).to_fixed(3), "0.667");
-        assert_eq!(
-            ratio(i128::MAX, i128::MAX - 1).to_fixed(40),
-            "1.0000000000000000000000000000000000000059"
-        );
+        assert_eq!(ratio(i128::MAX, i128::MAX - 1).to_fixed(40), "1.0000000000000000000000000000000000000059");
     }
 
     #[test]
@@ -1009,11 +901,7 @@ mod tests {
             ("-2.6", 0, ["-3", "-3", "-2", "-3", "-3", "-2"]),
             ("1.005", 2, ["1.01", "1", "1", "1.01", "1", "1.01"]),
             ("-1.005", 2, ["-1.01", "-1", "-1", "-1.01", "-1.01", "-1"]),
-            (
-                "-0.125",
-                2,
-                ["-0.13", "-0.12", "-0.12", "-0.13", "-0.13", "-0.12"],
-            ),
+            ("-0.125", 2, ["-0.13", "-0.12", "-0.12", "-0.13", "-0.13", "-0.12"]),
             ("7", 3, ["7", "7", "7", "7", "7", "7"]),
         ];
         let modes = [HalfUp, HalfEven, Down, Up, Floor, Ceiling];
@@ -1027,19 +915,13 @@ mod tests {
         assert_same(num("-2.5").floor(), Num::from_int(-3));
         assert_same(num("-2.5").ceil(), Num::from_int(-2));
         assert_same(num("2").ceil(), Num::from_int(2));
-        assert_same(
-            ok(ratio(i128::MAX, 2).round(0, HalfUp)),
-            ratio(i128::MAX / 2 + 1, 1),
-        );
+        assert_same(ok(ratio(i128::MAX, 2).round(0, HalfUp)), ratio(i128::MAX / 2 + 1, 1));
         assert_eq!(Num::ONE.round(39, HalfUp).err(), Some(NumError::Overflow));
         // n * 10^places overflows but the rounded value fits.
         let big = ratio(i128::MAX - 1, 3 * 10i128.pow(30));
         let r = ok(big.round(6, HalfUp));
         assert_eq!(r.to_fixed(6), big.to_fixed(6));
-        assert_eq!(
-            ratio(i128::MAX, 1).round(1, HalfUp).err(),
-            Some(NumError::Overflow)
-        );
+        assert_eq!(ratio(i128::MAX, 1).round(1, HalfUp).err(), Some(NumError::Overflow));
     }
 
     #[test]
@@ -1047,24 +929,12 @@ mod tests {
         let huge = ratio(i128::MAX, 1);
         assert_eq!(huge.mul(huge).err(), Some(NumError::Overflow));
         assert_eq!(huge.add(Num::ONE).err(), Some(NumError::Overflow));
-        assert_eq!(
-            ratio(i128::MIN, 1).sub(Num::ONE).err(),
-            Some(NumError::Overflow)
-        );
+        assert_eq!(ratio(i128::MIN, 1).sub(Num::ONE).err(), Some(NumError::Overflow));
         assert_eq!(ratio(i128::MIN, 1).neg().err(), Some(NumError::Overflow));
         assert_same(ok(ratio(i128::MIN, 2).neg()), ratio(1 << 126, 1));
-        assert_eq!(
-            ratio(1, i128::MAX).mul(ratio(1, 2)).err(),
-            Some(NumError::Overflow)
-        );
-        assert_eq!(
-            Num::ONE.div(Num::ZERO).err(),
-            Some(NumError::DivisionByZero)
-        );
-        assert_eq!(
-            Num::ZERO.div(ratio(0, 7)).err(),
-            Some(NumError::DivisionByZero)
-        );
+        assert_eq!(ratio(1, i128::MAX).mul(ratio(1, 2)).err(), Some(NumError::Overflow));
+        assert_eq!(Num::ONE.div(Num::ZERO).err(), Some(NumError::DivisionByZero));
+        assert_eq!(Num::ZERO.div(ratio(0, 7)).err(), Some(NumError::DivisionByZero));
         assert_eq!(huge.div(ratio(1, 2)).err(), Some(NumError::Overflow));
         assert_eq!(NumError::Overflow.to_string(), "arithmetic overflow");
         assert_eq!(NumError::DivisionByZero.to_string(), "division by zero");
@@ -1073,15 +943,9 @@ mod tests {
         assert_same(ok(a.mul(ratio(7, 1))), ratio(i128::MAX / 7, 1));
         let third = ratio(10i128.pow(37), 3 * 10i128.pow(37));
         assert_same(ok(third.add(ratio(1, 6))), ratio(1, 2));
-        assert_same(
-            ok(ratio(i128::MIN, 3).div(ratio(i128::MIN, 5))),
-            ratio(5, 3),
-        );
+        assert_same(ok(ratio(i128::MIN, 3).div(ratio(i128::MIN, 5))), ratio(5, 3));
         // 1 / (3 * 2^127) has no i128 denominator.
-        assert_eq!(
-            ratio(-1, 3).div(ratio(i128::MIN, 1)).err(),
-            Some(NumError::Overflow)
-        );
+        assert_eq!(ratio(-1, 3).div(ratio(i128::MIN, 1)).err(), Some(NumError::Overflow));
     }
 
     #[test]
@@ -1095,10 +959,7 @@ mod tests {
         let c = ratio(-(i128::MAX - 1), i128::MAX);
         let d = ratio(-(i128::MAX - 2), i128::MAX - 1);
         assert_eq!(c.cmp(&d), Ok(Ordering::Less));
-        assert_eq!(
-            ratio(i128::MIN, 3).cmp(&ratio(i128::MIN, 5)),
-            Ok(Ordering::Less)
-        );
+        assert_eq!(ratio(i128::MIN, 3).cmp(&ratio(i128::MIN, 5)), Ok(Ordering::Less));
         assert_eq!(ratio(-1, 2).cmp(&ratio(1, 3)), Ok(Ordering::Less));
     }
 
@@ -1116,10 +977,7 @@ mod tests {
         prop_oneof![
             frac(),
             (any::<i128>(), 1i128..=i128::MAX).prop_map(|(n, d)| Num { n, d }),
-            (any::<i64>(), 1i128..=1_000_000).prop_map(|(n, d)| Num {
-                n: i128::from(n),
-                d
-            }),
+            (any::<i64>(), 1i128..=1_000_000).prop_map(|(n, d)| Num { n: i128::from(n), d }),
         ]
     }
 

@@ -4,8 +4,8 @@
 //! version that compiled; the service swaps whole registries atomically.
 
 use crate::compile::{self, RuleSet};
+use crate::date;
 use crate::diagnostic::{self, Diagnostic};
-use crate::eval::date;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,10 +52,7 @@ impl std::fmt::Display for ResolveError {
                 write!(f, "rule set `{id}` has no version `{v}`")
             }
             ResolveError::NotInEffect { id, on, earliest } => {
-                write!(
-                    f,
-                    "no version of rule set `{id}` is in effect on {on}; the earliest takes effect on {earliest}"
-                )
+                write!(f, "no version of rule set `{id}` is in effect on {on}; the earliest takes effect on {earliest}")
             }
         }
     }
@@ -106,16 +103,10 @@ impl Registry {
     fn index(by_file: BTreeMap<PathBuf, Arc<Loaded>>) -> Registry {
         let mut by_id: BTreeMap<String, Vec<Arc<Loaded>>> = BTreeMap::new();
         for l in by_file.values() {
-            by_id
-                .entry(l.rs.checked.id.clone())
-                .or_default()
-                .push(l.clone());
+            by_id.entry(l.rs.checked.id.clone()).or_default().push(l.clone());
         }
         for v in by_id.values_mut() {
-            v.sort_by(|a, b| {
-                (a.rs.checked.effective, &a.rs.checked.version)
-                    .cmp(&(b.rs.checked.effective, &b.rs.checked.version))
-            });
+            v.sort_by(|a, b| (a.rs.checked.effective, &a.rs.checked.version).cmp(&(b.rs.checked.effective, &b.rs.checked.version)));
         }
         Registry { by_id, by_file }
     }
@@ -124,9 +115,7 @@ impl Registry {
     fn conflicts(&self) -> Vec<(String, Vec<String>)> {
         let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for l in self.by_file.values() {
-            seen.entry(format!("{}@{}", l.rs.checked.id, l.rs.checked.version))
-                .or_default()
-                .push(l.file.clone());
+            seen.entry(format!("{}@{}", l.rs.checked.id, l.rs.checked.version)).or_default().push(l.file.clone());
         }
         seen.into_iter().filter(|(_, f)| f.len() > 1).collect()
     }
@@ -153,16 +142,8 @@ impl Registry {
 
     /// A rule set by id and version; without a version, the one in effect on `on` (days since
     /// 1970-01-01), or the latest when `on` is unknown.
-    pub fn resolve(
-        &self,
-        id: &str,
-        version: Option<&str>,
-        on: Option<i32>,
-    ) -> Result<Arc<Loaded>, ResolveError> {
-        let versions = self
-            .by_id
-            .get(id)
-            .ok_or_else(|| ResolveError::UnknownId(id.to_string()))?;
+    pub fn resolve(&self, id: &str, version: Option<&str>, on: Option<i32>) -> Result<Arc<Loaded>, ResolveError> {
+        let versions = self.by_id.get(id).ok_or_else(|| ResolveError::UnknownId(id.to_string()))?;
         if let Some(v) = version {
             return versions
                 .iter()
@@ -172,19 +153,13 @@ impl Registry {
                 .ok_or_else(|| ResolveError::UnknownVersion(id.to_string(), v.to_string()));
         }
         let pick = match on {
-            Some(day) => versions
-                .iter()
-                .rev()
-                .find(|l| l.rs.checked.effective <= day),
+            Some(day) => versions.iter().rev().find(|l| l.rs.checked.effective <= day),
             None => versions.last(),
         };
         pick.cloned().ok_or_else(|| ResolveError::NotInEffect {
             id: id.to_string(),
             on: on.map(date::format_date).unwrap_or_default(),
-            earliest: versions
-                .first()
-                .map(|l| l.rs.effective())
-                .unwrap_or_default(),
+            earliest: versions.first().map(|l| l.rs.effective()).unwrap_or_default(),
         })
     }
 
@@ -192,28 +167,16 @@ impl Registry {
     pub fn period_field(&self, id: &str) -> Option<String> {
         let l = self.by_id.get(id)?.last()?;
         let slot = l.rs.checked.period_slot?;
-        l.rs.checked
-            .schema
-            .records
-            .first()?
-            .fields
-            .get(slot as usize)
-            .map(|f| f.name.clone())
+        l.rs.checked.schema.records.first()?.fields.get(slot as usize).map(|f| f.name.clone())
     }
 
     /// Loads every `.merit` file of a directory. Files unchanged since `previous` are reused;
     /// a file that fails to compile, or declares an id@version another file declares, keeps
     /// its previous version (if any) and is reported.
-    pub fn load_dir(
-        dir: &Path,
-        previous: Option<&Registry>,
-    ) -> Result<(Registry, Vec<LoadReport>), String> {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| format!("cannot read rules directory {}: {e}", dir.display()))?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "merit"))
-            .collect();
+    pub fn load_dir(dir: &Path, previous: Option<&Registry>) -> Result<(Registry, Vec<LoadReport>), String> {
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read rules directory {}: {e}", dir.display()))?;
+        let mut paths: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "merit")).collect();
         paths.sort();
         let mut reports = Vec::new();
         let mut files: BTreeMap<PathBuf, Arc<Loaded>> = BTreeMap::new();
@@ -224,11 +187,7 @@ impl Registry {
             let text = match std::fs::read_to_string(path) {
                 Ok(t) => t,
                 Err(e) => {
-                    reports.push(LoadReport::Rejected {
-                        file: name,
-                        why: format!("cannot read: {e}"),
-                        kept_previous: old.is_some(),
-                    });
+                    reports.push(LoadReport::Rejected { file: name, why: format!("cannot read: {e}"), kept_previous: old.is_some() });
                     if let Some(o) = old {
                         files.insert(path.clone(), o);
                     }
@@ -253,11 +212,7 @@ impl Registry {
                 }
                 Err((source, diags)) => {
                     let why = render_errors(&source, &diags);
-                    reports.push(LoadReport::Rejected {
-                        file: name,
-                        why,
-                        kept_previous: old.is_some(),
-                    });
+                    reports.push(LoadReport::Rejected { file: name, why, kept_previous: old.is_some() });
                     if let Some(o) = old {
                         files.insert(path.clone(), o);
                     }
@@ -267,9 +222,7 @@ impl Registry {
         if let Some(prev) = previous {
             for (path, l) in &prev.by_file {
                 if !paths.contains(path) {
-                    reports.push(LoadReport::Removed {
-                        file: l.file.clone(),
-                    });
+                    reports.push(LoadReport::Removed { file: l.file.clone() });
                 }
             }
         }
@@ -280,38 +233,21 @@ impl Registry {
             let Some((key, names)) = conflicts.first() else {
                 return Ok((reg, reports));
             };
-            let culprit = paths
-                .iter()
-                .find(|p| fresh.contains(p) && names.contains(&p.display().to_string()))
-                .cloned();
+            let culprit = paths.iter().find(|p| fresh.contains(p) && names.contains(&p.display().to_string())).cloned();
             let was_fresh = culprit.is_some();
             let path = match culprit {
                 Some(p) => p,
-                None => paths
-                    .iter()
-                    .rev()
-                    .find(|p| names.contains(&p.display().to_string()))
-                    .cloned()
-                    .unwrap_or_default(),
+                None => paths.iter().rev().find(|p| names.contains(&p.display().to_string())).cloned().unwrap_or_default(),
             };
             fresh.retain(|p| *p != path);
             // A fresh file falls back to its previous version; an old one in conflict is dropped.
-            let old = if was_fresh {
-                previous.and_then(|p| p.by_file.get(&path)).cloned()
-            } else {
-                None
-            };
+            let old = if was_fresh { previous.and_then(|p| p.by_file.get(&path)).cloned() } else { None };
             reports.retain(|r| !matches!(r, LoadReport::Loaded { file, .. } if *file == path.display().to_string()));
             reports.push(LoadReport::Rejected {
                 file: path.display().to_string(),
                 why: format!(
                     "{key} is also declared by {}",
-                    names
-                        .iter()
-                        .filter(|n| **n != path.display().to_string())
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    names.iter().filter(|n| **n != path.display().to_string()).cloned().collect::<Vec<_>>().join(", ")
                 ),
                 kept_previous: old.is_some(),
             });
@@ -324,12 +260,7 @@ impl Registry {
 }
 
 fn render_errors(source: &crate::source::SourceFile, diags: &[Diagnostic]) -> String {
-    diags
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| diagnostic::render_line(source, d))
-        .collect::<Vec<_>>()
-        .join("\n")
+    diags.iter().filter(|d| d.is_error()).map(|d| diagnostic::render_line(source, d)).collect::<Vec<_>>().join("\n")
 }
 
 #[cfg(test)]
@@ -350,42 +281,12 @@ mod tests {
         let (reg, reports) = Registry::load_dir(dir.path(), None).expect("loads");
         assert_eq!(reports.len(), 2);
         let on = |d: &str| date::parse_date(d);
-        assert_eq!(
-            reg.resolve("r", None, on("2025-12-31"))
-                .expect("v1")
-                .rs
-                .checked
-                .version,
-            "1"
-        );
-        assert_eq!(
-            reg.resolve("r", None, on("2026-03-31"))
-                .expect("v2")
-                .rs
-                .checked
-                .version,
-            "2"
-        );
-        assert_eq!(
-            reg.resolve("r", Some("1"), on("2026-03-31"))
-                .expect("asked")
-                .rs
-                .checked
-                .version,
-            "1"
-        );
-        assert!(matches!(
-            reg.resolve("r", None, on("2024-12-31")),
-            Err(ResolveError::NotInEffect { .. })
-        ));
-        assert!(matches!(
-            reg.resolve("x", None, None),
-            Err(ResolveError::UnknownId(_))
-        ));
-        assert!(matches!(
-            reg.resolve("r", Some("9"), None),
-            Err(ResolveError::UnknownVersion(..))
-        ));
+        assert_eq!(reg.resolve("r", None, on("2025-12-31")).expect("v1").rs.checked.version, "1");
+        assert_eq!(reg.resolve("r", None, on("2026-03-31")).expect("v2").rs.checked.version, "2");
+        assert_eq!(reg.resolve("r", Some("1"), on("2026-03-31")).expect("asked").rs.checked.version, "1");
+        assert!(matches!(reg.resolve("r", None, on("2024-12-31")), Err(ResolveError::NotInEffect { .. })));
+        assert!(matches!(reg.resolve("x", None, None), Err(ResolveError::UnknownId(_))));
+        assert!(matches!(reg.resolve("r", Some("9"), None), Err(ResolveError::UnknownVersion(..))));
     }
 
     #[test]
@@ -394,41 +295,16 @@ mod tests {
         let a = dir.path().join("a.merit");
         std::fs::write(&a, rule("r", "1", "2025-01-01")).expect("write");
         let (first, _) = Registry::load_dir(dir.path(), None).expect("loads");
-        let hash = first
-            .resolve("r", None, None)
-            .expect("served")
-            .rs
-            .hash
-            .clone();
-        std::fs::write(
-            &a,
-            "ruleset r \"t\" version \"1\" effective 2025-01-01\nlet = oops",
-        )
-        .expect("write");
+        let hash = first.resolve("r", None, None).expect("served").rs.hash.clone();
+        std::fs::write(&a, "ruleset r \"t\" version \"1\" effective 2025-01-01\nlet = oops").expect("write");
         let (second, reports) = Registry::load_dir(dir.path(), Some(&first)).expect("loads");
-        assert_eq!(
-            second
-                .resolve("r", None, None)
-                .expect("still served")
-                .rs
-                .hash,
-            hash
-        );
-        assert!(matches!(
-            &reports[..],
-            [LoadReport::Rejected {
-                kept_previous: true,
-                ..
-            }]
-        ));
+        assert_eq!(second.resolve("r", None, None).expect("still served").rs.hash, hash);
+        assert!(matches!(&reports[..], [LoadReport::Rejected { kept_previous: true, .. }]));
         std::fs::write(&a, rule("r", "1", "2025-01-01")).expect("write");
         std::fs::write(dir.path().join("b.merit"), rule("r", "1", "2025-06-01")).expect("write");
         let (third, reports) = Registry::load_dir(dir.path(), Some(&second)).expect("loads");
         assert_eq!(third.len(), 1, "{reports:?}");
-        assert_eq!(
-            third.resolve("r", None, None).expect("served").rs.hash,
-            hash
-        );
+        assert_eq!(third.resolve("r", None, None).expect("served").rs.hash, hash);
         assert!(reports.iter().any(|r| matches!(r, LoadReport::Rejected { why, .. } if why.contains("r@1 is also declared"))));
     }
 }

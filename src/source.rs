@@ -16,10 +16,7 @@ pub struct Span {
 impl Span {
     /// A span from byte offsets.
     pub fn new(lo: usize, hi: usize) -> Span {
-        Span {
-            lo: u32::try_from(lo).unwrap_or(u32::MAX),
-            hi: u32::try_from(hi).unwrap_or(u32::MAX),
-        }
+        Span { lo: u32::try_from(lo).unwrap_or(u32::MAX), hi: u32::try_from(hi).unwrap_or(u32::MAX) }
     }
 
     /// The byte range, for slicing and for the diagnostic renderer.
@@ -64,11 +61,7 @@ impl SourceFile {
         let text = text.replace("\r\n", "\n");
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        SourceFile {
-            name: name.into(),
-            text,
-            line_starts,
-        }
+        SourceFile { name: name.into(), text, line_starts }
     }
 
     /// The line and column where byte `offset` lies.
@@ -76,14 +69,8 @@ impl SourceFile {
         let offset = (offset as usize).min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset).max(1) - 1;
         let start = self.line_starts.get(line).copied().unwrap_or(0);
-        let col = self
-            .text
-            .get(start..offset)
-            .map_or(0, |s| s.chars().count());
-        LineCol {
-            line: u32::try_from(line + 1).unwrap_or(u32::MAX),
-            col: u32::try_from(col + 1).unwrap_or(u32::MAX),
-        }
+        let col = self.text.get(start..offset).map_or(0, |s| s.chars().count());
+        LineCol { line: u32::try_from(line + 1).unwrap_or(u32::MAX), col: u32::try_from(col + 1).unwrap_or(u32::MAX) }
     }
 
     /// The text a span covers (empty if the span is out of range).

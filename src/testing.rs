@@ -39,9 +39,7 @@ pub fn literal_json(l: &Literal) -> Json {
             Json::Object(m)
         }
         Literal::Array(items, _) => Json::Array(items.iter().map(literal_json).collect()),
-        Literal::Number(t, _) => {
-            serde_json::from_str(t).unwrap_or_else(|_| Json::String(t.clone()))
-        }
+        Literal::Number(t, _) => serde_json::from_str(t).unwrap_or_else(|_| Json::String(t.clone())),
         Literal::Text(t, _) | Literal::Date(t, _) | Literal::Name(t, _) => Json::String(t.clone()),
         Literal::Bool(b, _) => Json::Bool(*b),
         Literal::Null(_) => Json::Null,
@@ -79,11 +77,7 @@ fn run_test(rs: &RuleSet, t: &TestDecl) -> TestResult {
         match record::from_json(&rs.checked.schema, &given_json(rs, g)) {
             Ok(r) => records.push(r),
             Err(errors) => {
-                let errs = errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let errs = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
                 match &t.expect {
                     Expect::Invalid(path) if errors.iter().any(|e| e.path == *path) => {}
                     _ => failures.push(if t.cohort {
@@ -98,28 +92,15 @@ fn run_test(rs: &RuleSet, t: &TestDecl) -> TestResult {
     if failures.is_empty() && records.len() == t.given.len() {
         check_expectations(rs, t, &records, &mut failures);
     }
-    TestResult {
-        name: t.name.clone(),
-        loc: rs.source.line_col(t.span.lo),
-        failures,
-    }
+    TestResult { name: t.name.clone(), loc: rs.source.line_col(t.span.lo), failures }
 }
 
 fn check_expectations(rs: &RuleSet, t: &TestDecl, records: &[Record], failures: &mut Vec<String>) {
     match &t.expect {
-        Expect::Invalid(path) => match records
-            .first()
-            .map(|r| eval::evaluate(rs, r, TraceLevel::None))
-        {
+        Expect::Invalid(path) => match records.first().map(|r| eval::evaluate(rs, r, TraceLevel::None)) {
             Some(Err(EvalError::Invalid(errors))) if errors.iter().any(|e| e.path == *path) => {}
-            Some(Err(e)) => failures.push(format!(
-                "expected the record to be rejected at `{path}`, got: {}",
-                e.describe(rs)
-            )),
-            Some(Ok(o)) => failures.push(format!(
-                "expected the record to be rejected at `{path}`, got outcome `{}`",
-                rs.level_id(o.level)
-            )),
+            Some(Err(e)) => failures.push(format!("expected the record to be rejected at `{path}`, got: {}", e.describe(rs))),
+            Some(Ok(o)) => failures.push(format!("expected the record to be rejected at `{path}`, got outcome `{}`", rs.level_id(o.level))),
             None => {}
         },
         Expect::Cohort(expected) => {
@@ -134,41 +115,23 @@ fn check_expectations(rs: &RuleSet, t: &TestDecl, records: &[Record], failures: 
                     Ok(o) if rs.level_id(o.level) == want.name => {}
                     Ok(o) => failures.push(format!(
                         "record {i} ({}): expected `{}`, got `{}`{}",
-                        crate::answer::subject_of(
-                            rs,
-                            records.get(i).unwrap_or(&Record { slots: Vec::new() })
-                        ),
+                        crate::answer::subject_of(rs, records.get(i).unwrap_or(&Record { slots: Vec::new() })),
                         want.name,
                         rs.level_id(o.level),
-                        o.total
-                            .map(|t| format!(" (total {})", format_total(&t)))
-                            .unwrap_or_default()
+                        o.total.map(|t| format!(" (total {})", format_total(&t))).unwrap_or_default()
                     )),
-                    Err(e) => failures.push(format!(
-                        "record {i}: expected `{}`, got an error: {}",
-                        want.name,
-                        e.describe(rs)
-                    )),
+                    Err(e) => failures.push(format!("record {i}: expected `{}`, got an error: {}", want.name, e.describe(rs))),
                 }
             }
         }
-        Expect::One {
-            outcome,
-            total,
-            flags,
-            by,
-        } => {
+        Expect::One { outcome, total, flags, by } => {
             let Some(record) = records.first() else {
                 return;
             };
             let o = match eval::evaluate(rs, record, TraceLevel::Full) {
                 Ok(o) => o,
                 Err(e) => {
-                    failures.push(format!(
-                        "expected `{}`, got an error: {}",
-                        outcome.name,
-                        e.describe(rs)
-                    ));
+                    failures.push(format!("expected `{}`, got an error: {}", outcome.name, e.describe(rs)));
                     return;
                 }
             };
@@ -177,12 +140,9 @@ fn check_expectations(rs: &RuleSet, t: &TestDecl, records: &[Record], failures: 
                     .trace
                     .iter()
                     .filter_map(|s| {
-                        s.message.as_ref().map(|m| {
-                            format!(
-                                "{}: {m}",
-                                rs.sources.get(s.source).map_or("", |x| x.name.as_str())
-                            )
-                        })
+                        let m = s.message.as_ref()?;
+                        let who = rs.sources.get(s.source).map_or(s.kind.as_str(), |x| x.name.as_str());
+                        Some(format!("{who}: {m}"))
                     })
                     .collect::<Vec<_>>()
                     .join("; ");
@@ -190,14 +150,8 @@ fn check_expectations(rs: &RuleSet, t: &TestDecl, records: &[Record], failures: 
                     "outcome: expected `{}`, got `{}`{}{}",
                     outcome.name,
                     rs.level_id(o.level),
-                    o.total
-                        .map(|t| format!(" (total {})", format_total(&t)))
-                        .unwrap_or_default(),
-                    if why.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" — {why}")
-                    }
+                    o.total.map(|t| format!(" (total {})", format_total(&t))).unwrap_or_default(),
+                    if why.is_empty() { String::new() } else { format!(" — {why}") }
                 ));
             }
             if let Some(want) = total {
@@ -207,11 +161,8 @@ fn check_expectations(rs: &RuleSet, t: &TestDecl, records: &[Record], failures: 
                     _ => false,
                 };
                 if !same {
-                    failures.push(format!(
-                        "total: expected {want}, got {}",
-                        got.map(|g| format_total(&g))
-                            .unwrap_or_else(|| "none".into())
-                    ));
+                    failures
+                        .push(format!("total: expected {want}, got {}", got.map(|g| format_total(&g)).unwrap_or_else(|| "none".into())));
                 }
             }
             if let Some(want) = flags {
@@ -220,29 +171,14 @@ fn check_expectations(rs: &RuleSet, t: &TestDecl, records: &[Record], failures: 
                 want.dedup();
                 let got = o.flag_codes(rs);
                 if want != got {
-                    failures.push(format!(
-                        "flags: expected [{}], got [{}]",
-                        want.join(", "),
-                        got.join(", ")
-                    ));
+                    failures.push(format!("flags: expected [{}], got [{}]", want.join(", "), got.join(", ")));
                 }
             }
             for b in by {
-                let applied = o
-                    .decided_by
-                    .iter()
-                    .any(|&s| rs.sources.get(s).is_some_and(|x| x.name == b.name));
+                let applied = o.decided_by.iter().any(|&s| rs.sources.get(s).is_some_and(|x| x.name == b.name));
                 if !applied {
-                    let got: Vec<&str> = o
-                        .decided_by
-                        .iter()
-                        .filter_map(|&s| rs.sources.get(s).map(|x| x.name.as_str()))
-                        .collect();
-                    failures.push(format!(
-                        "expected rule `{}` to decide it; the deciding rules were [{}]",
-                        b.name,
-                        got.join(", ")
-                    ));
+                    let got: Vec<&str> = o.decided_by.iter().filter_map(|&s| rs.sources.get(s).map(|x| x.name.as_str())).collect();
+                    failures.push(format!("expected rule `{}` to decide it; the deciding rules were [{}]", b.name, got.join(", ")));
                 }
             }
         }

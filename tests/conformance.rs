@@ -1,13 +1,7 @@
 //! Runs every conformance record of ../shared/conformance through the bundled rules and
 //! reports each difference (outcome, total, flags) with the record's subject_id.
 
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests fail loudly"
-)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, reason = "tests fail loudly")]
 use merit::answer::format_total;
 use merit::compile::{RuleSet, compile};
 use merit::eval::{TraceLevel, evaluate, record};
@@ -22,22 +16,13 @@ fn conformance_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         return Some(dir);
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "conformance records not found at {}: CI must run them",
-        dir.display()
-    );
-    println!(
-        "skipping conformance: {} not found (set MERIT_CONFORMANCE_DIR)",
-        dir.display()
-    );
+    assert!(std::env::var_os("CI").is_none(), "conformance records not found at {}: CI must run them", dir.display());
+    println!("skipping conformance: {} not found (set MERIT_CONFORMANCE_DIR)", dir.display());
     None
 }
 
 fn bundled(name: &str) -> RuleSet {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("rules")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules").join(name);
     let text = std::fs::read_to_string(&path).expect("bundled rules readable");
     match compile(&format!("rules/{name}"), &text) {
         Ok((rs, _)) => rs,
@@ -53,13 +38,7 @@ fn differs(rs: &RuleSet, line: &Value) -> Option<String> {
     let record = match record::from_json(&rs.checked.schema, rec) {
         Ok(r) => r,
         Err(e) => {
-            return Some(format!(
-                "{subject}: rejected: {}",
-                e.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
+            return Some(format!("{subject}: rejected: {}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")));
         }
     };
     let o = match evaluate(rs, &record, TraceLevel::None) {
@@ -71,14 +50,9 @@ fn differs(rs: &RuleSet, line: &Value) -> Option<String> {
     let flags: Vec<&str> = o.flag_codes(rs);
     let want_outcome = expected["outcome"].as_str().unwrap_or("");
     let want_total = expected["total"].as_str().map(str::to_string);
-    let want_flags: Vec<&str> = expected["flags"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let want_flags: Vec<&str> = expected["flags"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     if outcome != want_outcome || total != want_total || flags != want_flags {
-        return Some(format!(
-            "{subject}: expected {want_outcome} {want_total:?} {want_flags:?}, got {outcome} {total:?} {flags:?}"
-        ));
+        return Some(format!("{subject}: expected {want_outcome} {want_total:?} {want_flags:?}, got {outcome} {total:?} {flags:?}"));
     }
     None
 }
@@ -90,11 +64,7 @@ fn bundled_rules_agree_with_every_conformance_record() {
     let decree335 = bundled("decree335.merit");
     let mut diffs = Vec::new();
     let mut count = 0;
-    for (file, default) in [
-        ("reg366.jsonl", Some(&reg366)),
-        ("decree335.jsonl", Some(&decree335)),
-        ("exactness.jsonl", None),
-    ] {
+    for (file, default) in [("reg366.jsonl", Some(&reg366)), ("decree335.jsonl", Some(&decree335)), ("exactness.jsonl", None)] {
         let text = std::fs::read_to_string(dir.join(file)).expect("conformance file readable");
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let v: Value = serde_json::from_str(line).expect("conformance line is JSON");
@@ -114,11 +84,6 @@ fn bundled_rules_agree_with_every_conformance_record() {
         diffs.is_empty(),
         "{} of {count} records differ:\n{}",
         diffs.len(),
-        diffs
-            .iter()
-            .take(40)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        diffs.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
     );
 }

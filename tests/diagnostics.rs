@@ -2,12 +2,7 @@
 //! rustc-style (plain, no colour) and as JSON. Regenerate with `INSTA_UPDATE=always cargo test`
 //! (or `cargo insta review`), then read the diff before committing.
 
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "tests fail loudly"
-)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 
 use merit::compile::compile;
 use merit::diagnostic::{render_human, to_json};
@@ -16,10 +11,7 @@ use merit::diagnostic::{render_human, to_json};
 fn checker_diagnostics() {
     insta::glob!("data/check/*.merit", |path| {
         let text = std::fs::read_to_string(path).expect("readable");
-        let name = format!(
-            "tests/data/check/{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("")
-        );
+        let name = format!("tests/data/check/{}", path.file_name().and_then(|n| n.to_str()).unwrap_or(""));
         let (source, diags) = match compile(&name, &text) {
             Ok((rs, warnings)) => (rs.source, warnings),
             Err((s, d)) => (s, d),

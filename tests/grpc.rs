@@ -121,14 +121,20 @@ async fn batch_answers_in_order_and_a_bad_record_does_not_end_it() {
         .into_iter()
         .map(|r| pb::BatchRecord { record: Some(r), idempotency_key: String::new() })
         .collect();
-    let req = pb::ClassifyBatchRequest { ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }), records, options: None };
+    let req = pb::ClassifyBatchRequest {
+        ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }),
+        records,
+        options: None,
+    };
     let mut stream = client.classify_batch(req).await.expect("stream").into_inner();
     let mut got = Vec::new();
     while let Some(item) = stream.message().await.expect("item") {
         got.push(item);
     }
     assert_eq!(got.iter().map(|g| g.index).collect::<Vec<_>>(), vec![0, 1, 2]);
-    assert!(matches!(&got[0].result, Some(pb::classify_batch_response::Result::Classification(c)) if c.outcome.as_ref().unwrap().id == "completed"));
+    assert!(
+        matches!(&got[0].result, Some(pb::classify_batch_response::Result::Classification(c)) if c.outcome.as_ref().unwrap().id == "completed")
+    );
     match &got[1].result {
         Some(pb::classify_batch_response::Result::Error(e)) => {
             assert_eq!(e.code, "INVALID_ARGUMENT");
@@ -155,20 +161,33 @@ async fn cohort_applies_quotas_and_names_the_bad_record() {
     let mut records = vec![member("A", "68"), member("B", "65")];
     records.extend((0..4).map(|i| member(&format!("G{i}"), "50")));
     let reference = Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None });
-    let req = pb::ClassifyCohortRequest { ruleset: reference.clone(), records: records.clone(), options: None, exemption: None, idempotency_key: String::new() };
+    let req = pb::ClassifyCohortRequest {
+        ruleset: reference.clone(),
+        records: records.clone(),
+        options: None,
+        exemption: None,
+        idempotency_key: String::new(),
+    };
     let resp = client.classify_cohort(req).await.expect("cohort").into_inner();
     let ids: Vec<&str> = resp.classifications.iter().map(|c| c.outcome.as_ref().unwrap().id.as_str()).collect();
     assert_eq!(ids, vec!["excellent", "good", "good", "good", "good", "good"]);
     assert_eq!(resp.classifications[1].quota, Some(pb::QuotaPlace { position: 2, limit: 1, tied: false }));
     assert!(resp.classifications[1].flags.contains(&"R-QUOTA".to_string()));
 
-    let exempt = pb::ClassifyCohortRequest { ruleset: reference.clone(), records: records.clone(), options: None, exemption: Some(pb::Exemption { maximum: None }), idempotency_key: String::new() };
+    let exempt = pb::ClassifyCohortRequest {
+        ruleset: reference.clone(),
+        records: records.clone(),
+        options: None,
+        exemption: Some(pb::Exemption { maximum: None }),
+        idempotency_key: String::new(),
+    };
     let resp = client.classify_cohort(exempt).await.expect("cohort").into_inner();
     assert_eq!(resp.classifications[1].outcome.as_ref().unwrap().id, "excellent");
 
     let mut bad = records;
     bad[1].fields.insert("period".into(), pb::Value { kind: Some(pb::value::Kind::Text("2025-13".into())) });
-    let req = pb::ClassifyCohortRequest { ruleset: reference, records: bad, options: None, exemption: None, idempotency_key: String::new() };
+    let req =
+        pb::ClassifyCohortRequest { ruleset: reference, records: bad, options: None, exemption: None, idempotency_key: String::new() };
     let err = client.classify_cohort(req).await.expect_err("invalid");
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(err.get_details_bad_request().unwrap().field_violations[0].field, "records[1].period");
@@ -190,21 +209,30 @@ async fn rule_set_service_checks_lists_and_describes() {
     assert!(good.ok);
     assert_eq!(good.ruleset.unwrap().hash, merit::compile::hash_text(TINY));
 
-    let page = client.list_rule_sets(pb::ListRuleSetsRequest { page_size: 1, page_token: String::new() }).await.expect("lists").into_inner();
+    let page =
+        client.list_rule_sets(pb::ListRuleSetsRequest { page_size: 1, page_token: String::new() }).await.expect("lists").into_inner();
     assert_eq!(page.rule_sets.len(), 1);
     assert_eq!(page.next_page_token, "1");
-    let rest = client.list_rule_sets(pb::ListRuleSetsRequest { page_size: 0, page_token: page.next_page_token }).await.expect("lists").into_inner();
+    let rest = client
+        .list_rule_sets(pb::ListRuleSetsRequest { page_size: 0, page_token: page.next_page_token })
+        .await
+        .expect("lists")
+        .into_inner();
     assert_eq!(rest.rule_sets.len(), 1);
     assert!(rest.next_page_token.is_empty());
 
-    let got = client.get_rule_set(pb::GetRuleSetRequest { id: "reg366_individual".into(), version: None }).await.expect("gets").into_inner();
+    let got =
+        client.get_rule_set(pb::GetRuleSetRequest { id: "reg366_individual".into(), version: None }).await.expect("gets").into_inner();
     assert_eq!(got.source, std::fs::read_to_string(manifest("rules/reg366.merit")).unwrap());
     assert_eq!(got.summary.unwrap().effective_date, "2025-08-30");
     let tasks = got.schema.iter().find(|f| f.name == "tasks").expect("tasks field");
     assert_eq!(tasks.r#type, "list");
     assert!(tasks.fields.iter().any(|f| f.name == "deadline" && f.r#type == "date"));
     assert_eq!(got.levels[0].rank, Some(1));
-    let err = client.get_rule_set(pb::GetRuleSetRequest { id: "reg366_individual".into(), version: Some("1999".into()) }).await.expect_err("no version");
+    let err = client
+        .get_rule_set(pb::GetRuleSetRequest { id: "reg366_individual".into(), version: Some("1999".into()) })
+        .await
+        .expect_err("no version");
     assert_eq!(err.code(), Code::NotFound);
     server.shutdown().await.expect("stops");
 }
@@ -212,7 +240,10 @@ async fn rule_set_service_checks_lists_and_describes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_reflection_answer() {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-    use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse};
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse,
+    };
     let server = bundled().await;
     let ch = channel(&server).await;
     let mut health = HealthClient::new(ch.clone());
@@ -296,7 +327,11 @@ async fn shutdown_drains_a_batch_in_flight() {
     let mut client = ClassificationServiceClient::new(channel(&server).await);
     let one = pb::BatchRecord { record: Some(convert::json_record(&example())), idempotency_key: String::new() };
     let n = 3000;
-    let req = pb::ClassifyBatchRequest { ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }), records: vec![one; n], options: None };
+    let req = pb::ClassifyBatchRequest {
+        ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }),
+        records: vec![one; n],
+        options: None,
+    };
     let mut stream = client.classify_batch(req).await.expect("stream").into_inner();
     let first = stream.message().await.expect("first").expect("one");
     assert_eq!(first.index, 0);
@@ -319,12 +354,20 @@ async fn beyond_the_concurrency_limit_requests_are_refused_not_queued() {
     .await;
     let ch = channel(&server).await;
     let items: Vec<serde_json::Value> = (0..400).map(|i| serde_json::json!({"v": format!("{i}.5")})).collect();
-    let big: Vec<pb::RecordValue> = (0..3000).map(|i| convert::json_record(&serde_json::json!({"subject_id": format!("S{i}"), "period": "2025", "p": "1", "items": items}))).collect();
+    let big: Vec<pb::RecordValue> = (0..3000)
+        .map(|i| convert::json_record(&serde_json::json!({"subject_id": format!("S{i}"), "period": "2025", "p": "1", "items": items})))
+        .collect();
     let mut slow = ClassificationServiceClient::new(ch.clone());
     let cohort = tokio::spawn(async move {
-        slow.classify_cohort(pb::ClassifyCohortRequest { ruleset: Some(pb::RuleSetReference { id: "tiny".into(), version: None }), records: big, options: None, exemption: None, idempotency_key: String::new() })
-            .await
-            .map(|r| r.into_inner().classifications.len())
+        slow.classify_cohort(pb::ClassifyCohortRequest {
+            ruleset: Some(pb::RuleSetReference { id: "tiny".into(), version: None }),
+            records: big,
+            options: None,
+            exemption: None,
+            idempotency_key: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().classifications.len())
     });
     let mut fast = ClassificationServiceClient::new(ch);
     let record = serde_json::json!({"subject_id": "F", "period": "2025", "p": "1"});

@@ -2,13 +2,7 @@
 //! one outcome (or a field error); random and mutated rule text never panics the parser or
 //! the checker.
 
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests fail loudly"
-)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::indexing_slicing, reason = "tests fail loudly")]
 
 use merit::compile::{RuleSet, compile};
 use merit::eval::record::from_json;
@@ -18,11 +12,8 @@ use serde_json::{Value, json};
 use std::sync::LazyLock;
 
 fn load(name: &str) -> RuleSet {
-    let text = std::fs::read_to_string(format!("{}/rules/{name}", env!("CARGO_MANIFEST_DIR")))
-        .expect("readable");
-    compile(&format!("rules/{name}"), &text)
-        .expect("compiles")
-        .0
+    let text = std::fs::read_to_string(format!("{}/rules/{name}", env!("CARGO_MANIFEST_DIR"))).expect("readable");
+    compile(&format!("rules/{name}"), &text).expect("compiles").0
 }
 
 static REG366: LazyLock<RuleSet> = LazyLock::new(|| load("reg366.merit"));
@@ -66,11 +57,7 @@ fn led_unit() -> impl Strategy<Value = Value> {
 }
 
 fn quarter() -> impl Strategy<Value = Value> {
-    (
-        1u32..=4,
-        prop_oneof![Just("present"), Just("justified_absence"), Just("missing")],
-        decimal(10_000),
-    )
+    (1u32..=4, prop_oneof![Just("present"), Just("justified_absence"), Just("missing")], decimal(10_000))
         .prop_map(|(i, status, total)| json!({"index": i, "status": status, "total": total}))
 }
 
@@ -104,8 +91,7 @@ fn record() -> impl Strategy<Value = Value> {
 }
 
 fn one_outcome(rs: &RuleSet, json: &Value) -> Result<(), TestCaseError> {
-    let record = from_json(&rs.checked.schema, json)
-        .map_err(|e| TestCaseError::fail(format!("generated record rejected: {e:?}")))?;
+    let record = from_json(&rs.checked.schema, json).map_err(|e| TestCaseError::fail(format!("generated record rejected: {e:?}")))?;
     let full = evaluate(rs, &record, TraceLevel::Full);
     let off = evaluate(rs, &record, TraceLevel::None);
     match (&full, &off) {
@@ -118,9 +104,7 @@ fn one_outcome(rs: &RuleSet, json: &Value) -> Result<(), TestCaseError> {
             prop_assert!(!a.is_empty() && a == b, "field errors name fields");
         }
         (a, b) => {
-            return Err(TestCaseError::fail(format!(
-                "expected one outcome or field errors, got {a:?} / {b:?}"
-            )));
+            return Err(TestCaseError::fail(format!("expected one outcome or field errors, got {a:?} / {b:?}")));
         }
     }
     Ok(())
@@ -156,15 +140,7 @@ proptest! {
 
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
-    let deep = format!(
-        "ruleset x \"t\" version \"1\" effective 2025-01-01\nlet a = {}1{}\n",
-        "(".repeat(5000),
-        ")".repeat(5000)
-    );
+    let deep = format!("ruleset x \"t\" version \"1\" effective 2025-01-01\nlet a = {}1{}\n", "(".repeat(5000), ")".repeat(5000));
     let err = compile("deep.merit", &deep).expect_err("rejected");
-    assert!(
-        err.1.iter().any(|d| d.code == "nesting-too-deep"),
-        "{:?}",
-        err.1
-    );
+    assert!(err.1.iter().any(|d| d.code == "nesting-too-deep"), "{:?}", err.1);
 }

@@ -1,12 +1,7 @@
 //! Mechanical architecture invariants: the language stages do no IO and use no service or
 //! database crates; every source file opens with a `//!` module doc.
 
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "tests fail loudly"
-)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 
 use std::path::Path;
 
@@ -30,26 +25,10 @@ fn language_stages_stay_pure() {
         assert!(!files.is_empty());
         for f in files {
             let text = std::fs::read_to_string(&f).expect("readable");
-            for banned in [
-                "tokio",
-                "tonic",
-                "rusqlite",
-                "tokio_postgres",
-                "std::fs",
-                "std::net",
-                "SystemTime",
-                "Instant::now",
-                "HashMap<",
-            ] {
-                let in_code = text
-                    .lines()
-                    .filter(|l| !l.trim_start().starts_with("//"))
-                    .any(|l| l.contains(banned));
-                assert!(
-                    !in_code || (banned == "HashMap<" && stage == "check"),
-                    "{} uses `{banned}`",
-                    f.display()
-                );
+            for banned in ["tokio", "tonic", "rusqlite", "tokio_postgres", "std::fs", "std::net", "SystemTime", "Instant::now", "HashMap<"]
+            {
+                let in_code = text.lines().filter(|l| !l.trim_start().starts_with("//")).any(|l| l.contains(banned));
+                assert!(!in_code || (banned == "HashMap<" && stage == "check"), "{} uses `{banned}`", f.display());
             }
         }
     }
@@ -58,16 +37,9 @@ fn language_stages_stay_pure() {
 #[test]
 fn every_source_file_has_a_module_doc() {
     let mut files = Vec::new();
-    rust_files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut files,
-    );
+    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
     for f in files {
         let text = std::fs::read_to_string(&f).expect("readable");
-        assert!(
-            text.starts_with("//!"),
-            "{} does not start with a //! doc",
-            f.display()
-        );
+        assert!(text.starts_with("//!"), "{} does not start with a //! doc", f.display());
     }
 }

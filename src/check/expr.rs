@@ -21,18 +21,11 @@ pub(crate) fn describe(t: Type) -> String {
         Ty::List(_) => "a list",
         Ty::Record(_) => "a record",
     };
-    if t.optional {
-        format!("{base} that may be absent")
-    } else {
-        base.to_string()
-    }
+    if t.optional { format!("{base} that may be absent") } else { base.to_string() }
 }
 
 fn req(ty: Ty) -> Type {
-    Type {
-        ty,
-        optional: false,
-    }
+    Type { ty, optional: false }
 }
 
 type Checked = (Ex, Option<Type>);
@@ -40,12 +33,7 @@ type Checked = (Ex, Option<Type>);
 impl Checker<'_> {
     /// Checks an expression in the given scope; `want` guides bare names (enum values, levels).
     /// Returns `None` as the type after reporting an error.
-    pub(crate) fn expr(
-        &mut self,
-        e: &ast::Expr,
-        frames: &mut Vec<Frame>,
-        want: Option<Ty>,
-    ) -> Checked {
+    pub(crate) fn expr(&mut self, e: &ast::Expr, frames: &mut Vec<Frame>, want: Option<Ty>) -> Checked {
         let bad = Ex::Const(Const::Absent);
         match &e.kind {
             ExprKind::Number(t) => match self.number(t, e.span) {
@@ -55,21 +43,12 @@ impl Checker<'_> {
             ExprKind::Text(t) => {
                 // A quoted enum value where an enum is expected: `status == "present"`.
                 if let Some(Ty::Enum(en)) = want {
-                    let found = self
-                        .schema
-                        .enums
-                        .get(en)
-                        .and_then(|x| x.values.iter().position(|v| v == t));
-                    if let (Some(i), Ok(tid)) =
-                        (found.and_then(|i| u16::try_from(i).ok()), u16::try_from(en))
-                    {
+                    let found = self.schema.enums.get(en).and_then(|x| x.values.iter().position(|v| v == t));
+                    if let (Some(i), Ok(tid)) = (found.and_then(|i| u16::try_from(i).ok()), u16::try_from(en)) {
                         return (Ex::Const(Const::Enum(tid, i)), Some(req(Ty::Enum(en))));
                     }
                 }
-                (
-                    Ex::Const(Const::Text(crate::eval::record::nfc(t))),
-                    Some(req(Ty::Text)),
-                )
+                (Ex::Const(Const::Text(super::ir::nfc(t))), Some(req(Ty::Text)))
             }
             ExprKind::Bool(b) => (Ex::Const(Const::Bool(*b)), Some(req(Ty::Bool))),
             ExprKind::Name(n) => self.name(n, e.span, frames, want),
@@ -86,16 +65,9 @@ impl Checker<'_> {
                 let (ex, ty) = self.expr(inner, frames, None);
                 if ty.is_some_and(|t| !t.optional) {
                     self.diags.push(
-                        crate::diagnostic::Diagnostic::warning(
-                            "always-present",
-                            inner.span,
-                            "this value is never absent",
-                        )
-                        .with_label(format!(
-                            "so `{}` is always {}",
-                            if *yes { "present" } else { "absent" },
-                            if *yes { "true" } else { "false" }
-                        )),
+                        crate::diagnostic::Diagnostic::warning("always-present", inner.span, "this value is never absent").with_label(
+                            format!("so `{}` is always {}", if *yes { "present" } else { "absent" }, if *yes { "true" } else { "false" }),
+                        ),
                     );
                 }
                 (Ex::Present(Box::new(ex), *yes), Some(req(Ty::Bool)))
@@ -108,11 +80,7 @@ impl Checker<'_> {
                     if let (Some(t), Some(it)) = (ty, ity)
                         && (t.ty != it.ty || it.optional)
                     {
-                        self.error(
-                            "type-mismatch",
-                            i.span,
-                            format!("expected {}, found {}", describe(req(t.ty)), describe(it)),
-                        );
+                        self.error("type-mismatch", i.span, format!("expected {}, found {}", describe(req(t.ty)), describe(it)));
                     }
                     out.push(iex);
                 }
@@ -149,76 +117,41 @@ impl Checker<'_> {
                 let (arms_ex, fallback, ty) = self.arms(arms, sty, frames, e.span, want);
                 (Ex::Match(Box::new(sex), arms_ex, fallback), ty)
             }
-            ExprKind::Aggregate {
-                kind,
-                list,
-                alias,
-                filter,
-                item,
-            } => self.aggregate(
-                *kind,
-                list,
-                alias.as_ref(),
-                filter.as_deref(),
-                item.as_deref(),
-                frames,
-                e,
-            ),
+            ExprKind::Aggregate { kind, list, alias, filter, item } => {
+                self.aggregate(*kind, list, alias.as_ref(), filter.as_deref(), item.as_deref(), frames, e)
+            }
             ExprKind::Call(name, args) => self.call(name, args, frames, e, want),
         }
     }
 
     fn no_optional(&mut self, t: Type, span: crate::source::Span) {
         if t.optional {
-            self.error("maybe-absent", span, "this value may be absent")
-                .set_label(describe(t));
+            self.error("maybe-absent", span, "this value may be absent").set_label(describe(t));
             if let Some(d) = self.diags.last_mut() {
                 d.help = Some("add `?? fallback`, or test it first with `present`".into());
             }
         }
     }
 
-    fn unify(
-        &mut self,
-        a: Option<Type>,
-        b: Option<Type>,
-        span: crate::source::Span,
-    ) -> Option<Type> {
+    fn unify(&mut self, a: Option<Type>, b: Option<Type>, span: crate::source::Span) -> Option<Type> {
         let (a, b) = (a?, b?);
         if a.ty != b.ty {
             self.error(
                 "type-mismatch",
                 span,
-                format!(
-                    "both branches give the same kind of value: expected {}, found {}",
-                    describe(req(a.ty)),
-                    describe(req(b.ty))
-                ),
+                format!("both branches give the same kind of value: expected {}, found {}", describe(req(a.ty)), describe(req(b.ty))),
             );
             return None;
         }
-        Some(Type {
-            ty: a.ty,
-            optional: a.optional || b.optional,
-        })
+        Some(Type { ty: a.ty, optional: a.optional || b.optional })
     }
 
-    fn name(
-        &mut self,
-        n: &str,
-        span: crate::source::Span,
-        frames: &mut [Frame],
-        want: Option<Ty>,
-    ) -> Checked {
+    fn name(&mut self, n: &str, span: crate::source::Span, frames: &mut [Frame], want: Option<Ty>) -> Checked {
         // 1. Scope frames, innermost first.
         let frames_ro: &[Frame] = frames;
         for (fi, frame) in frames_ro.iter().enumerate().rev() {
             if frame.alias.as_deref() == Some(n) {
-                self.error(
-                    "type-mismatch",
-                    span,
-                    format!("`{n}` is a list item; name one of its fields, e.g. `{n}.field`"),
-                );
+                self.error("type-mismatch", span, format!("`{n}` is a list item; name one of its fields, e.g. `{n}.field`"));
                 return (Ex::Const(Const::Absent), None);
             }
             if frame.alias.is_some() {
@@ -228,84 +161,49 @@ impl Checker<'_> {
                 continue;
             };
             if let Some((slot, f)) = self.schema.records.get(frame.record).and_then(|r| {
-                r.fields
-                    .iter()
-                    .enumerate()
-                    .find(|(_, f)| f.name == n)
-                    .and_then(|(i, f)| Some((u16::try_from(i).ok()?, f.clone())))
+                r.fields.iter().enumerate().find(|(_, f)| f.name == n).and_then(|(i, f)| Some((u16::try_from(i).ok()?, f.clone())))
             }) {
                 let mut t = field_type(&f);
-                if frames_ro
-                    .iter()
-                    .skip(fi)
-                    .any(|fr| fr.narrowed.iter().any(|x| x == n))
-                {
+                if frames_ro.iter().skip(fi).any(|fr| fr.narrowed.iter().any(|x| x == n)) {
                     t.optional = false;
                 }
-                return (
-                    Ex::Field {
-                        frame: frame_no,
-                        slot,
-                    },
-                    Some(t),
-                );
+                return (Ex::Field { frame: frame_no, slot }, Some(t));
             }
             if let Some(ls) = frame.list_slot
                 && let Some(&id) = self.item_index.get(&(ls, n.to_string()))
             {
                 let ty = self.check_item_let(id);
+                self.height_acc = self.height_acc.max(self.item_height.get(id).copied().unwrap_or(0));
                 if ty.is_none() && self.item_state.get(id) == Some(&super::State::Doing) {
                     self.error("cycle", span, format!("`{n}` depends on itself"));
                 }
-                return (
-                    Ex::ItemLet {
-                        frame: frame_no,
-                        id,
-                    },
-                    ty,
-                );
+                return (Ex::ItemLet { frame: frame_no, id }, ty);
             }
         }
         // 2. Top-level values.
         if let Some(&id) = self.let_index.get(n) {
             self.used_lets.insert(id);
             let ty = self.check_let(id);
+            self.height_acc = self.height_acc.max(self.let_height.get(id).copied().unwrap_or(0));
             if ty.is_none() && self.let_state.get(id) == Some(&super::State::Doing) {
-                self.error("cycle", span, format!("`{n}` depends on itself"))
-                    .set_label("used here while it is being defined");
+                self.error("cycle", span, format!("`{n}` depends on itself")).set_label("used here while it is being defined");
             }
             return (Ex::Let(id), ty);
         }
         // 3. Enum values by context, then levels.
         if let Some(Ty::Enum(e)) = want
-            && let Some(i) = self
-                .schema
-                .enums
-                .get(e)
-                .and_then(|en| en.values.iter().position(|v| v == n))
-                .and_then(|i| u16::try_from(i).ok())
+            && let Some(i) =
+                self.schema.enums.get(e).and_then(|en| en.values.iter().position(|v| v == n)).and_then(|i| u16::try_from(i).ok())
         {
-            return (
-                Ex::Const(Const::Enum(u16::try_from(e).unwrap_or(u16::MAX), i)),
-                Some(req(Ty::Enum(e))),
-            );
+            return (Ex::Const(Const::Enum(u16::try_from(e).unwrap_or(u16::MAX), i)), Some(req(Ty::Enum(e))));
         }
         if let Some(l) = self.level_index(n) {
             return (Ex::Const(Const::Level(l)), Some(req(Ty::Level)));
         }
         if let Some(Ty::Enum(e)) = want {
-            let values = self
-                .schema
-                .enums
-                .get(e)
-                .map(|en| en.values.clone())
-                .unwrap_or_default();
+            let values = self.schema.enums.get(e).map(|en| en.values.clone()).unwrap_or_default();
             let hint = did_you_mean(n, values.iter().map(String::as_str));
-            let d = self.error(
-                "unknown-name",
-                span,
-                format!("`{n}` is not one of {}", values.join(", ")),
-            );
+            let d = self.error("unknown-name", span, format!("`{n}` is not one of {}", values.join(", ")));
             d.set_label("not a value of this choice");
             d.help = hint;
             return (Ex::Const(Const::Absent), None);
@@ -320,24 +218,13 @@ impl Checker<'_> {
                 candidates.extend(r.fields.iter().map(|f| f.name.clone()));
             }
             if let Some(ls) = frame.list_slot {
-                candidates.extend(
-                    self.item_index
-                        .keys()
-                        .filter(|(s, _)| *s == ls)
-                        .map(|(_, k)| k.clone()),
-                );
+                candidates.extend(self.item_index.keys().filter(|(s, _)| *s == ls).map(|(_, k)| k.clone()));
             }
         }
         candidates.extend(self.let_index.keys().cloned());
         candidates.extend(self.schema.levels.iter().cloned());
         if let Some(Ty::Enum(e)) = want {
-            candidates.extend(
-                self.schema
-                    .enums
-                    .get(e)
-                    .map(|en| en.values.clone())
-                    .unwrap_or_default(),
-            );
+            candidates.extend(self.schema.enums.get(e).map(|en| en.values.clone()).unwrap_or_default());
         }
         let hint = did_you_mean(n, candidates.iter().map(String::as_str));
         let d = self.error("unknown-name", span, format!("unknown name `{n}`"));
@@ -349,49 +236,28 @@ impl Checker<'_> {
     fn field(&mut self, base: &ast::Expr, field: &ast::Ident, frames: &mut Vec<Frame>) -> Checked {
         // `alias.field` reaches an aggregate's item.
         if let ExprKind::Name(n) = &base.kind
-            && let Some(fi) = frames
-                .iter()
-                .rposition(|f| f.alias.as_deref() == Some(n.as_str()))
+            && let Some(fi) = frames.iter().rposition(|f| f.alias.as_deref() == Some(n.as_str()))
         {
             let Some(frame) = frames.get(fi).cloned() else {
                 return (Ex::Const(Const::Absent), None);
             };
             let frame_no = u8::try_from(fi).unwrap_or(u8::MAX);
             let found = self.schema.records.get(frame.record).and_then(|r| {
-                r.fields
-                    .iter()
-                    .enumerate()
-                    .find(|(_, f)| f.name == field.name)
-                    .and_then(|(i, f)| Some((u16::try_from(i).ok()?, f.clone())))
+                r.fields.iter().enumerate().find(|(_, f)| f.name == field.name).and_then(|(i, f)| Some((u16::try_from(i).ok()?, f.clone())))
             });
             if let Some((slot, f)) = found {
                 let mut t = field_type(&f);
-                if frame
-                    .narrowed
-                    .iter()
-                    .any(|x| *x == format!("{n}.{}", field.name))
-                {
+                if frame.narrowed.iter().any(|x| *x == format!("{n}.{}", field.name)) {
                     t.optional = false;
                 }
-                return (
-                    Ex::Field {
-                        frame: frame_no,
-                        slot,
-                    },
-                    Some(t),
-                );
+                return (Ex::Field { frame: frame_no, slot }, Some(t));
             }
             if let Some(ls) = frame.list_slot
                 && let Some(&id) = self.item_index.get(&(ls, field.name.clone()))
             {
                 let ty = self.check_item_let(id);
-                return (
-                    Ex::ItemLet {
-                        frame: frame_no,
-                        id,
-                    },
-                    ty,
-                );
+                self.height_acc = self.height_acc.max(self.item_height.get(id).copied().unwrap_or(0));
+                return (Ex::ItemLet { frame: frame_no, id }, ty);
             }
             return self.no_such_field(frame.record, field, Some(frame.list_slot));
         }
@@ -400,24 +266,12 @@ impl Checker<'_> {
             return (Ex::Const(Const::Absent), None);
         };
         let Ty::Record(rt) = bt.ty else {
-            self.error(
-                "type-mismatch",
-                field.span,
-                format!(
-                    "`.{}` reads a field of a record, but this is {}",
-                    field.name,
-                    describe(bt)
-                ),
-            );
+            self.error("type-mismatch", field.span, format!("`.{}` reads a field of a record, but this is {}", field.name, describe(bt)));
             return (Ex::Const(Const::Absent), None);
         };
         self.no_optional(bt, base.span);
         let found = self.schema.records.get(rt).and_then(|r| {
-            r.fields
-                .iter()
-                .enumerate()
-                .find(|(_, f)| f.name == field.name)
-                .and_then(|(i, f)| Some((u16::try_from(i).ok()?, f.clone())))
+            r.fields.iter().enumerate().find(|(_, f)| f.name == field.name).and_then(|(i, f)| Some((u16::try_from(i).ok()?, f.clone())))
         });
         match found {
             Some((slot, f)) => (Ex::SubField(Box::new(bex), slot), Some(field_type(&f))),
@@ -425,44 +279,19 @@ impl Checker<'_> {
         }
     }
 
-    fn no_such_field(
-        &mut self,
-        rt: RecordTypeId,
-        field: &ast::Ident,
-        list_slot: Option<Option<u16>>,
-    ) -> Checked {
-        let mut names: Vec<String> = self
-            .schema
-            .records
-            .get(rt)
-            .map(|r| r.fields.iter().map(|f| f.name.clone()).collect())
-            .unwrap_or_default();
+    fn no_such_field(&mut self, rt: RecordTypeId, field: &ast::Ident, list_slot: Option<Option<u16>>) -> Checked {
+        let mut names: Vec<String> =
+            self.schema.records.get(rt).map(|r| r.fields.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
         if let Some(Some(ls)) = list_slot {
-            names.extend(
-                self.item_index
-                    .keys()
-                    .filter(|(s, _)| *s == ls)
-                    .map(|(_, k)| k.clone()),
-            );
+            names.extend(self.item_index.keys().filter(|(s, _)| *s == ls).map(|(_, k)| k.clone()));
         }
         let hint = did_you_mean(&field.name, names.iter().map(String::as_str));
-        let e = self.error(
-            "unknown-name",
-            field.span,
-            format!("no field `{}` here", field.name),
-        );
+        let e = self.error("unknown-name", field.span, format!("no field `{}` here", field.name));
         e.help = hint;
         (Ex::Const(Const::Absent), None)
     }
 
-    fn binary(
-        &mut self,
-        op: BinOp,
-        a: &ast::Expr,
-        b: &ast::Expr,
-        frames: &mut Vec<Frame>,
-        e: &ast::Expr,
-    ) -> Checked {
+    fn binary(&mut self, op: BinOp, a: &ast::Expr, b: &ast::Expr, frames: &mut Vec<Frame>, e: &ast::Expr) -> Checked {
         let fail = (Ex::Const(Const::Absent), None);
         match op {
             BinOp::And | BinOp::Or => {
@@ -481,42 +310,24 @@ impl Checker<'_> {
                     f.narrowed.truncate(before);
                 }
                 let o = if op == BinOp::And { Op::And } else { Op::Or };
-                (
-                    Ex::Bin(o, Box::new(aex), Box::new(bex)),
-                    Some(req(Ty::Bool)),
-                )
+                (Ex::Bin(o, Box::new(aex), Box::new(bex)), Some(req(Ty::Bool)))
             }
             BinOp::Coalesce => {
                 let (aex, aty) = self.expr(a, frames, None);
                 let Some(at) = aty else { return fail };
                 if !at.optional {
                     self.diags.push(
-                        crate::diagnostic::Diagnostic::warning(
-                            "never-absent",
-                            a.span,
-                            "this value is never absent, so `??` never applies",
-                        )
-                        .with_label(describe(at)),
+                        crate::diagnostic::Diagnostic::warning("never-absent", a.span, "this value is never absent, so `??` never applies")
+                            .with_label(describe(at)),
                     );
                 }
                 let (bex, bty) = self.expr(b, frames, Some(at.ty));
                 let Some(bt) = bty else { return fail };
                 if bt.ty != at.ty {
-                    self.error(
-                        "type-mismatch",
-                        b.span,
-                        format!(
-                            "the fallback must be {}, found {}",
-                            describe(req(at.ty)),
-                            describe(bt)
-                        ),
-                    );
+                    self.error("type-mismatch", b.span, format!("the fallback must be {}, found {}", describe(req(at.ty)), describe(bt)));
                     return fail;
                 }
-                (
-                    Ex::Bin(Op::Coalesce, Box::new(aex), Box::new(bex)),
-                    Some(bt),
-                )
+                (Ex::Bin(Op::Coalesce, Box::new(aex), Box::new(bex)), Some(bt))
             }
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div => {
                 let aex = self.expect_ty(a, frames, Ty::Num);
@@ -532,8 +343,7 @@ impl Checker<'_> {
             _ => {
                 // Comparisons: check the side that is not a bare unknown name first, so
                 // `role == head` and `head == role` both resolve `head` against the enum.
-                let a_first =
-                    !matches!(&a.kind, ExprKind::Name(n) if self.is_contextual(n, frames));
+                let a_first = !matches!(&a.kind, ExprKind::Name(n) if self.is_contextual(n, frames));
                 let (aex, aty, bex, bty) = if a_first {
                     let (aex, aty) = self.expr(a, frames, None);
                     let (bex, bty) = self.expr(b, frames, aty.map(|t| t.ty));
@@ -547,19 +357,8 @@ impl Checker<'_> {
                     return fail;
                 };
                 if at.ty != bt.ty {
-                    self.error(
-                        "type-mismatch",
-                        e.span,
-                        format!(
-                            "cannot compare {} with {}",
-                            describe(req(at.ty)),
-                            describe(req(bt.ty))
-                        ),
-                    )
-                    .set_label(format!(
-                        "`{}` needs the same kind of value on both sides",
-                        op.symbol()
-                    ));
+                    self.error("type-mismatch", e.span, format!("cannot compare {} with {}", describe(req(at.ty)), describe(req(bt.ty))))
+                        .set_label(format!("`{}` needs the same kind of value on both sides", op.symbol()));
                     return fail;
                 }
                 self.no_optional(at, a.span);
@@ -569,11 +368,7 @@ impl Checker<'_> {
                     self.error(
                         "type-mismatch",
                         e.span,
-                        format!(
-                            "`{}` orders numbers, dates and levels, not {}",
-                            op.symbol(),
-                            describe(req(at.ty))
-                        ),
+                        format!("`{}` orders numbers, dates and levels, not {}", op.symbol(), describe(req(at.ty))),
                     );
                     return fail;
                 }
@@ -589,10 +384,7 @@ impl Checker<'_> {
                     BinOp::Gt => Op::Gt,
                     _ => Op::Ge,
                 };
-                (
-                    Ex::Bin(o, Box::new(aex), Box::new(bex)),
-                    Some(req(Ty::Bool)),
-                )
+                (Ex::Bin(o, Box::new(aex), Box::new(bex)), Some(req(Ty::Bool)))
             }
         }
     }
@@ -600,22 +392,13 @@ impl Checker<'_> {
     /// A bare name that only has meaning from context (an enum value, not a field or value).
     fn is_contextual(&self, n: &str, frames: &[Frame]) -> bool {
         let in_scope = frames.iter().any(|f| {
-            f.alias.is_none()
-                && self
-                    .schema
-                    .records
-                    .get(f.record)
-                    .is_some_and(|r| r.fields.iter().any(|x| x.name == n))
-                || f.list_slot
-                    .is_some_and(|ls| self.item_index.contains_key(&(ls, n.to_string())))
+            f.alias.is_none() && self.schema.records.get(f.record).is_some_and(|r| r.fields.iter().any(|x| x.name == n))
+                || f.list_slot.is_some_and(|ls| self.item_index.contains_key(&(ls, n.to_string())))
         });
         !in_scope && !self.let_index.contains_key(n) && self.level_index(n).is_none()
     }
 
-    #[expect(
-        clippy::type_complexity,
-        reason = "a private helper returning the parts of a match"
-    )]
+    #[expect(clippy::type_complexity, reason = "a private helper returning the parts of a match")]
     fn arms(
         &mut self,
         arms: &[ast::Arm],
@@ -648,47 +431,26 @@ impl Checker<'_> {
                 let quoted;
                 let p = match (p, st.ty) {
                     (Pattern::Text(t, s), Ty::Enum(_)) => {
-                        quoted = Pattern::Name(ast::Ident {
-                            name: t.clone(),
-                            span: *s,
-                        });
+                        quoted = Pattern::Name(ast::Ident { name: t.clone(), span: *s });
                         &quoted
                     }
                     _ => p,
                 };
                 let c = match (p, st.ty) {
                     (Pattern::Name(id), Ty::Enum(e)) => {
-                        let values = self
-                            .schema
-                            .enums
-                            .get(e)
-                            .map(|en| en.values.clone())
-                            .unwrap_or_default();
-                        match values
-                            .iter()
-                            .position(|v| *v == id.name)
-                            .and_then(|i| u16::try_from(i).ok())
-                        {
+                        let values = self.schema.enums.get(e).map(|en| en.values.clone()).unwrap_or_default();
+                        match values.iter().position(|v| *v == id.name).and_then(|i| u16::try_from(i).ok()) {
                             Some(i) => Some(Const::Enum(u16::try_from(e).unwrap_or(u16::MAX), i)),
                             None => {
-                                let hint =
-                                    did_you_mean(&id.name, values.iter().map(String::as_str));
-                                let d = self.error(
-                                    "unknown-name",
-                                    id.span,
-                                    format!("`{}` is not one of {}", id.name, values.join(", ")),
-                                );
+                                let hint = did_you_mean(&id.name, values.iter().map(String::as_str));
+                                let d = self.error("unknown-name", id.span, format!("`{}` is not one of {}", id.name, values.join(", ")));
                                 d.help = hint;
                                 None
                             }
                         }
                     }
-                    (Pattern::Name(id), Ty::Level) => {
-                        self.level_or_error(&id.clone()).map(Const::Level)
-                    }
-                    (Pattern::Text(t, _), Ty::Text) => {
-                        Some(Const::Text(crate::eval::record::nfc(t)))
-                    }
+                    (Pattern::Name(id), Ty::Level) => self.level_or_error(&id.clone()).map(Const::Level),
+                    (Pattern::Text(t, _), Ty::Text) => Some(Const::Text(super::ir::nfc(t))),
                     (Pattern::Number(t, s), Ty::Num) => self.number(t, *s).map(Const::Num),
                     (Pattern::Bool(b, _), Ty::Bool) => Some(Const::Bool(*b)),
                     (p, _) => {
@@ -696,11 +458,7 @@ impl Checker<'_> {
                             Pattern::Name(i) => i.span,
                             Pattern::Text(_, s) | Pattern::Number(_, s) | Pattern::Bool(_, s) => *s,
                         };
-                        self.error(
-                            "type-mismatch",
-                            s,
-                            format!("this pattern does not fit {}", describe(st)),
-                        );
+                        self.error("type-mismatch", s, format!("this pattern does not fit {}", describe(st)));
                         None
                     }
                 };
@@ -718,40 +476,26 @@ impl Checker<'_> {
         }
         if fallback.is_none() {
             let all: Vec<String> = match sty.map(|t| t.ty) {
-                Some(Ty::Enum(e)) => self
-                    .schema
-                    .enums
-                    .get(e)
-                    .map(|en| en.values.clone())
-                    .unwrap_or_default(),
+                Some(Ty::Enum(e)) => self.schema.enums.get(e).map(|en| en.values.clone()).unwrap_or_default(),
                 Some(Ty::Level) => self.schema.levels.clone(),
                 Some(Ty::Bool) => vec!["true".into(), "false".into()],
                 _ => Vec::new(),
             };
             let missing: Vec<&String> = all.iter().filter(|v| !covered.contains(v)).collect();
             if all.is_empty() || !missing.is_empty() {
-                let list = missing
-                    .iter()
-                    .map(|m| format!("`{m}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let d = self
-                    .error("non-exhaustive", span, "some values match no arm")
-                    .set_help(if list.is_empty() {
-                        "add a `_ => value` arm".to_string()
-                    } else {
-                        format!("add arms for {list}, or a `_ => value` arm")
-                    });
+                let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+                let d = self.error("non-exhaustive", span, "some values match no arm").set_help(if list.is_empty() {
+                    "add a `_ => value` arm".to_string()
+                } else {
+                    format!("add arms for {list}, or a `_ => value` arm")
+                });
                 let _ = d;
             }
         }
         (out, fallback, ty)
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the parts of one aggregate expression"
-    )]
+    #[expect(clippy::too_many_arguments, reason = "the parts of one aggregate expression")]
     fn aggregate(
         &mut self,
         kind: AggKind,
@@ -766,38 +510,22 @@ impl Checker<'_> {
         let (lex, lty) = self.name(&list.name, list.span, frames, None);
         let Some(lt) = lty else { return fail };
         let Ty::List(rt) = lt.ty else {
-            self.error(
-                "type-mismatch",
-                list.span,
-                format!("`{}` is {}, not a list", list.name, describe(lt)),
-            );
+            self.error("type-mismatch", list.span, format!("`{}` is {}, not a list", list.name, describe(lt)));
             return fail;
         };
         if frames.len() >= MAX_FRAMES {
-            self.error(
-                "nesting-too-deep",
-                e.span,
-                format!("aggregates nest at most {MAX_FRAMES} deep"),
-            );
+            self.error("nesting-too-deep", e.span, format!("aggregates nest at most {MAX_FRAMES} deep"));
             return fail;
         }
         let list_slot = match lex {
             Ex::Field { frame: 0, slot } => Some(slot),
             _ => None,
         };
-        let mut frame = Frame {
-            record: rt,
-            alias: alias.map(|a| a.name.clone()),
-            list_slot,
-            narrowed: Vec::new(),
-        };
+        let mut frame = Frame { record: rt, alias: alias.map(|a| a.name.clone()), list_slot, narrowed: Vec::new() };
         if let Some(f) = filter {
             frame.narrowed = present_names(f);
         }
-        frames.push(Frame {
-            narrowed: Vec::new(),
-            ..frame.clone()
-        });
+        frames.push(Frame { narrowed: Vec::new(), ..frame.clone() });
         let fex = filter.map(|f| self.expect_ty(f, frames, Ty::Bool));
         if let Some(top) = frames.last_mut() {
             top.narrowed = frame.narrowed.clone();
@@ -814,11 +542,7 @@ impl Checker<'_> {
         let ty = match kind {
             AggKind::Count => {
                 if item.is_some() {
-                    self.error(
-                        "aggregate-form",
-                        item_span,
-                        "`count` takes `count(list)` or `count(list where condition)`",
-                    );
+                    self.error("aggregate-form", item_span, "`count` takes `count(list)` or `count(list where condition)`");
                 }
                 Some(req(Ty::Num))
             }
@@ -828,37 +552,22 @@ impl Checker<'_> {
                         self.error(
                             "aggregate-form",
                             e.span,
-                            format!(
-                                "`{}` needs a value per item: `{}(list: value)`",
-                                agg_name(kind),
-                                agg_name(kind)
-                            ),
+                            format!("`{}` needs a value per item: `{}(list: value)`", agg_name(kind), agg_name(kind)),
                         );
                     }
                     Some(t) if t.ty != Ty::Num || t.optional => {
-                        self.error(
-                            "type-mismatch",
-                            item_span,
-                            format!("expected a number for each item, found {}", describe(t)),
-                        );
+                        self.error("type-mismatch", item_span, format!("expected a number for each item, found {}", describe(t)));
                     }
                     _ => {}
                 }
-                Some(Type {
-                    ty: Ty::Num,
-                    optional: kind == AggKind::Avg,
-                })
+                Some(Type { ty: Ty::Num, optional: kind == AggKind::Avg })
             }
             AggKind::Min | AggKind::Max => match ity {
                 None if item.is_none() => {
                     self.error(
                         "aggregate-form",
                         e.span,
-                        format!(
-                            "`{}` needs a value per item: `{}(list: value)`",
-                            agg_name(kind),
-                            agg_name(kind)
-                        ),
+                        format!("`{}` needs a value per item: `{}(list: value)`", agg_name(kind), agg_name(kind)),
                     );
                     None
                 }
@@ -866,74 +575,35 @@ impl Checker<'_> {
                     self.error(
                         "type-mismatch",
                         item_span,
-                        format!(
-                            "expected a number, date or level for each item, found {}",
-                            describe(t)
-                        ),
+                        format!("expected a number, date or level for each item, found {}", describe(t)),
                     )
-                    .help = t
-                        .optional
-                        .then(|| "filter the items with `where field present` first".to_string());
+                    .help = t.optional.then(|| "filter the items with `where field present` first".to_string());
                     None
                 }
-                Some(t) => Some(Type {
-                    ty: t.ty,
-                    optional: true,
-                }),
+                Some(t) => Some(Type { ty: t.ty, optional: true }),
                 None => None,
             },
             AggKind::All | AggKind::Any => {
                 match ity {
                     None if item.is_none() && kind == AggKind::All => {
-                        self.error(
-                            "aggregate-form",
-                            e.span,
-                            "`all` needs a condition per item: `all(list: condition)`",
-                        );
+                        self.error("aggregate-form", e.span, "`all` needs a condition per item: `all(list: condition)`");
                     }
                     Some(t) if t.ty != Ty::Bool || t.optional => {
-                        self.error(
-                            "type-mismatch",
-                            item_span,
-                            format!("expected a condition for each item, found {}", describe(t)),
-                        );
+                        self.error("type-mismatch", item_span, format!("expected a condition for each item, found {}", describe(t)));
                     }
                     _ => {}
                 }
                 Some(req(Ty::Bool))
             }
         };
-        (
-            Ex::Agg {
-                kind,
-                list: Box::new(lex),
-                filter: fex.map(Box::new),
-                item: iex.map(Box::new),
-            },
-            ty,
-        )
+        (Ex::Agg { kind, list: Box::new(lex), filter: fex.map(Box::new), item: iex.map(Box::new) }, ty)
     }
 
-    fn call(
-        &mut self,
-        name: &ast::Ident,
-        args: &[ast::Expr],
-        frames: &mut Vec<Frame>,
-        e: &ast::Expr,
-        want: Option<Ty>,
-    ) -> Checked {
+    fn call(&mut self, name: &ast::Ident, args: &[ast::Expr], frames: &mut Vec<Frame>, e: &ast::Expr, want: Option<Ty>) -> Checked {
         let fail = (Ex::Const(Const::Absent), None);
         let arity = |c: &mut Self, n: usize| {
             if args.len() != n {
-                c.error(
-                    "arity",
-                    e.span,
-                    format!(
-                        "`{}` takes {n} argument{}",
-                        name.name,
-                        if n == 1 { "" } else { "s" }
-                    ),
-                );
+                c.error("arity", e.span, format!("`{}` takes {n} argument{}", name.name, if n == 1 { "" } else { "s" }));
                 false
             } else {
                 true
@@ -951,11 +621,7 @@ impl Checker<'_> {
                     _ => None,
                 };
                 let Some(p) = p else {
-                    self.error(
-                        "round-places",
-                        places.span,
-                        "the number of places is a whole number from 0 to 18",
-                    );
+                    self.error("round-places", places.span, "the number of places is a whole number from 0 to 18");
                     return fail;
                 };
                 let m = match &mode.kind {
@@ -971,23 +637,16 @@ impl Checker<'_> {
                     _ => None,
                 };
                 let Some(m) = m else {
-                    self.error("round-mode", mode.span, "unknown rounding mode")
-                        .help = Some("use half_up, half_even, down, up, floor or ceiling".into());
+                    self.error("round-mode", mode.span, "unknown rounding mode").help =
+                        Some("use half_up, half_even, down, up, floor or ceiling".into());
                     return fail;
                 };
-                (
-                    Ex::Call(Builtin::Round(p, m), vec![xex]),
-                    Some(req(Ty::Num)),
-                )
+                (Ex::Call(Builtin::Round(p, m), vec![xex]), Some(req(Ty::Num)))
             }
             "min" | "max" => {
                 if args.is_empty() {
-                    self.error(
-                        "arity",
-                        e.span,
-                        format!("`{}` takes one or more values", name.name),
-                    )
-                    .help = Some(format!("over a list, write `{}(list: value)`", name.name));
+                    self.error("arity", e.span, format!("`{}` takes one or more values", name.name)).help =
+                        Some(format!("over a list, write `{}(list: value)`", name.name));
                     return fail;
                 }
                 let mut exs = Vec::new();
@@ -1000,11 +659,7 @@ impl Checker<'_> {
                             self.error(
                                 "type-mismatch",
                                 a.span,
-                                format!(
-                                    "`{}` takes numbers, dates or levels, found {}",
-                                    name.name,
-                                    describe(t)
-                                ),
+                                format!("`{}` takes numbers, dates or levels, found {}", name.name, describe(t)),
                             );
                         } else if ty.is_some_and(|x| x != t.ty) {
                             self.error("type-mismatch", a.span, "all values must be of one kind");
@@ -1013,31 +668,21 @@ impl Checker<'_> {
                     }
                     exs.push(x);
                 }
-                let b = if name.name == "min" {
-                    Builtin::Min
-                } else {
-                    Builtin::Max
-                };
+                let b = if name.name == "min" { Builtin::Min } else { Builtin::Max };
                 (Ex::Call(b, exs), ty.map(req))
             }
             "clamp" => {
                 if !arity(self, 3) {
                     return fail;
                 }
-                let exs = args
-                    .iter()
-                    .map(|a| self.expect_ty(a, frames, Ty::Num))
-                    .collect();
+                let exs = args.iter().map(|a| self.expect_ty(a, frames, Ty::Num)).collect();
                 (Ex::Call(Builtin::Clamp, exs), Some(req(Ty::Num)))
             }
             "abs" | "floor" | "ceil" => {
                 if !arity(self, 1) {
                     return fail;
                 }
-                let exs = args
-                    .iter()
-                    .map(|a| self.expect_ty(a, frames, Ty::Num))
-                    .collect();
+                let exs = args.iter().map(|a| self.expect_ty(a, frames, Ty::Num)).collect();
                 let b = match name.name.as_str() {
                     "abs" => Builtin::Abs,
                     "floor" => Builtin::Floor,
@@ -1049,20 +694,14 @@ impl Checker<'_> {
                 if !arity(self, 1) {
                     return fail;
                 }
-                let exs = args
-                    .iter()
-                    .map(|a| self.expect_ty(a, frames, Ty::Date))
-                    .collect();
+                let exs = args.iter().map(|a| self.expect_ty(a, frames, Ty::Date)).collect();
                 (Ex::Call(Builtin::Year, exs), Some(req(Ty::Num)))
             }
             "period_end" | "period_kind" => {
                 if !arity(self, 1) {
                     return fail;
                 }
-                let exs = args
-                    .iter()
-                    .map(|a| self.expect_ty(a, frames, Ty::Text))
-                    .collect();
+                let exs = args.iter().map(|a| self.expect_ty(a, frames, Ty::Text)).collect();
                 if name.name == "period_end" {
                     (Ex::Call(Builtin::PeriodEnd, exs), Some(req(Ty::Date)))
                 } else {
@@ -1074,46 +713,27 @@ impl Checker<'_> {
                     return fail;
                 }
                 let d = match args.first().map(|a| &a.kind) {
-                    Some(ExprKind::Text(t)) => crate::eval::date::parse_date(t),
+                    Some(ExprKind::Text(t)) => crate::date::parse_date(t),
                     _ => None,
                 };
                 match d {
                     Some(d) => (Ex::Const(Const::Date(d)), Some(req(Ty::Date))),
                     None => {
-                        self.error(
-                            "bad-date",
-                            e.span,
-                            "`date` takes a quoted calendar date \"YYYY-MM-DD\"",
-                        );
+                        self.error("bad-date", e.span, "`date` takes a quoted calendar date \"YYYY-MM-DD\"");
                         fail
                     }
                 }
             }
             other => {
                 let Some(table) = self.tables.get(other).copied() else {
-                    let mut known: Vec<String> = [
-                        "round",
-                        "min",
-                        "max",
-                        "clamp",
-                        "abs",
-                        "floor",
-                        "ceil",
-                        "year",
-                        "period_end",
-                        "period_kind",
-                        "date",
-                    ]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
+                    let mut known: Vec<String> =
+                        ["round", "min", "max", "clamp", "abs", "floor", "ceil", "year", "period_end", "period_kind", "date"]
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect();
                     known.extend(self.tables.keys().cloned());
                     let hint = did_you_mean(other, known.iter().map(String::as_str));
-                    let d = self.error(
-                        "unknown-function",
-                        name.span,
-                        format!("unknown function or table `{other}`"),
-                    );
+                    let d = self.error("unknown-function", name.span, format!("unknown function or table `{other}`"));
                     d.help = hint;
                     return fail;
                 };
@@ -1156,10 +776,7 @@ pub(crate) fn field_type(f: &Field) -> Type {
         FieldType::List(r) => Ty::List(r),
         FieldType::Record(r) => Ty::Record(r),
     };
-    Type {
-        ty,
-        optional: f.optional,
-    }
+    Type { ty, optional: f.optional }
 }
 
 /// Names tested with `present` in a conjunction (`a present and b.c present and ...`).

@@ -95,7 +95,27 @@ pub struct Bounds {
     pub max: Option<(Num, bool)>,
 }
 
+/// Unicode NFC form of a text (record text and rule literals compare in this form).
+pub fn nfc(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    s.nfc().collect()
+}
+
 impl Bounds {
+    /// Whether a number lies within the bounds.
+    pub fn contains(&self, n: &Num) -> bool {
+        use std::cmp::Ordering::*;
+        let lo = match self.min {
+            None => true,
+            Some((m, incl)) => matches!((n.cmp(&m), incl), (Ok(Greater), _) | (Ok(Equal), true)),
+        };
+        let hi = match self.max {
+            None => true,
+            Some((m, incl)) => matches!((n.cmp(&m), incl), (Ok(Less), _) | (Ok(Equal), true)),
+        };
+        lo && hi
+    }
+
     /// A human description, e.g. `between 0 and 30`.
     pub fn describe(&self) -> String {
         match (self.min, self.max) {
@@ -104,11 +124,9 @@ impl Bounds {
                 format!("{} {a}", if inc { "at least" } else { "greater than" })
             }
             (None, Some((b, inc))) => format!("{} {b}", if inc { "at most" } else { "less than" }),
-            (Some((a, ai)), Some((b, bi))) => format!(
-                "{} {a} and {} {b}",
-                if ai { "at least" } else { "greater than" },
-                if bi { "at most" } else { "less than" }
-            ),
+            (Some((a, ai)), Some((b, bi))) => {
+                format!("{} {a} and {} {b}", if ai { "at least" } else { "greater than" }, if bi { "at most" } else { "less than" })
+            }
             (None, None) => "any number".to_string(),
         }
     }

@@ -6,8 +6,8 @@ mod expr;
 pub mod ir;
 mod schema;
 
+use crate::date;
 use crate::diagnostic::{Diagnostic, did_you_mean, has_errors};
-use crate::eval::date;
 use crate::num::Num;
 use crate::source::{SourceFile, Span};
 use crate::syntax::ast::{self, Item};
@@ -66,11 +66,7 @@ pub fn check(file: &SourceFile, ast: &ast::RuleFile) -> (Option<Checked>, Vec<Di
     let checked = c.run();
     let mut diags = c.diags;
     diags.sort_by_key(|d| (d.span.lo, d.span.hi));
-    if has_errors(&diags) {
-        (None, diags)
-    } else {
-        (checked, diags)
-    }
+    if has_errors(&diags) { (None, diags) } else { (checked, diags) }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -111,7 +107,18 @@ pub(crate) struct Checker<'a> {
     pub item_defs: Vec<Option<ItemLetDef>>,
     pub tables: HashMap<String, &'a ast::TableDecl>,
     pub used_lets: HashSet<usize>,
+    /// How many named values are being checked inside one another right now.
+    pub depth: usize,
+    /// Height of each value: 1 + the height of the tallest value it reads.
+    pub let_height: Vec<usize>,
+    /// Height of each item value.
+    pub item_height: Vec<usize>,
+    /// Tallest value read so far by the value being checked.
+    pub height_acc: usize,
 }
+
+/// Longest chain of named values that depend on one another (bounds recursion everywhere).
+const MAX_VALUE_DEPTH: usize = 32;
 
 impl<'a> Checker<'a> {
     fn new(file: &'a SourceFile, ast: &'a ast::RuleFile) -> Checker<'a> {
@@ -119,12 +126,7 @@ impl<'a> Checker<'a> {
             file,
             ast,
             diags: Vec::new(),
-            schema: Schema {
-                records: vec![RecordType { fields: Vec::new() }],
-                enums: Vec::new(),
-                levels: Vec::new(),
-                ordered_levels: 0,
-            },
+            schema: Schema { records: vec![RecordType { fields: Vec::new() }], enums: Vec::new(), levels: Vec::new(), ordered_levels: 0 },
             level_spans: Vec::new(),
             level_labels: Vec::new(),
             let_decls: Vec::new(),
@@ -138,15 +140,14 @@ impl<'a> Checker<'a> {
             item_defs: Vec::new(),
             tables: HashMap::new(),
             used_lets: HashSet::new(),
+            depth: 0,
+            let_height: Vec::new(),
+            item_height: Vec::new(),
+            height_acc: 0,
         }
     }
 
-    pub(crate) fn error(
-        &mut self,
-        code: &'static str,
-        span: Span,
-        msg: impl Into<String>,
-    ) -> &mut Diagnostic {
+    pub(crate) fn error(&mut self, code: &'static str, span: Span, msg: impl Into<String>) -> &mut Diagnostic {
         self.diags.push(Diagnostic::error(code, span, msg));
         let last = self.diags.len() - 1;
         #[expect(clippy::indexing_slicing, reason = "the element was pushed just above")]
@@ -154,22 +155,14 @@ impl<'a> Checker<'a> {
     }
 
     pub(crate) fn level_index(&self, name: &str) -> Option<u8> {
-        self.schema
-            .levels
-            .iter()
-            .position(|l| l == name)
-            .and_then(|i| u8::try_from(i).ok())
+        self.schema.levels.iter().position(|l| l == name).and_then(|i| u8::try_from(i).ok())
     }
 
     fn level_or_error(&mut self, id: &ast::Ident) -> Option<u8> {
         let found = self.level_index(&id.name);
         if found.is_none() {
             let hint = did_you_mean(&id.name, self.schema.levels.iter().map(String::as_str));
-            let d = self.error(
-                "unknown-level",
-                id.span,
-                format!("unknown level `{}`", id.name),
-            );
+            let d = self.error("unknown-level", id.span, format!("unknown level `{}`", id.name));
             d.set_label("not a declared level or outcome");
             d.help = hint;
         }
@@ -195,21 +188,11 @@ impl<'a> Checker<'a> {
                 Item::Levels(ls) | Item::Outcomes(ls) => {
                     for l in ls {
                         if self.level_index(&l.name.name).is_some() {
-                            self.error(
-                                "duplicate",
-                                l.name.span,
-                                format!("level `{}` is declared twice", l.name.name),
-                            );
+                            self.error("duplicate", l.name.span, format!("level `{}` is declared twice", l.name.name));
                             continue;
                         }
-                        if matches!(item, Item::Levels(_))
-                            && self.schema.levels.len() > self.schema.ordered_levels
-                        {
-                            self.error(
-                                "levels-order",
-                                l.name.span,
-                                "declare `levels` before `outcomes`",
-                            );
+                        if matches!(item, Item::Levels(_)) && self.schema.levels.len() > self.schema.ordered_levels {
+                            self.error("levels-order", l.name.span, "declare `levels` before `outcomes`");
                         }
                         self.schema.levels.push(l.name.name.clone());
                         self.level_labels.push(l.label.clone());
@@ -223,25 +206,13 @@ impl<'a> Checker<'a> {
             }
         }
         if !record_seen {
-            self.error(
-                "missing-record",
-                ast.id.span,
-                "the rule set declares no `record` schema",
-            );
+            self.error("missing-record", ast.id.span, "the rule set declares no `record` schema");
         }
         if self.schema.ordered_levels == 0 {
-            self.error(
-                "missing-levels",
-                ast.id.span,
-                "the rule set declares no `levels`",
-            );
+            self.error("missing-levels", ast.id.span, "the rule set declares no `levels`");
         }
         if self.schema.levels.len() > 200 {
-            self.error(
-                "too-many-levels",
-                ast.id.span,
-                "at most 200 levels and outcomes",
-            );
+            self.error("too-many-levels", ast.id.span, "at most 200 levels and outcomes");
         }
         schema::resolve_level_defaults(self);
 
@@ -259,59 +230,35 @@ impl<'a> Checker<'a> {
                         };
                         let key = (slot, d.name.name.clone());
                         if self.item_index.contains_key(&key) {
-                            self.error(
-                                "duplicate",
-                                d.name.span,
-                                format!("`{}.{}` is defined twice", list.name, d.name.name),
-                            );
+                            self.error("duplicate", d.name.span, format!("`{}.{}` is defined twice", list.name, d.name.name));
                             continue;
                         }
                         if let Some(rt) = self.list_item_type(slot)
-                            && self
-                                .schema
-                                .records
-                                .get(rt)
-                                .is_some_and(|r| r.fields.iter().any(|f| f.name == d.name.name))
+                            && self.schema.records.get(rt).is_some_and(|r| r.fields.iter().any(|f| f.name == d.name.name))
                         {
-                            self.error(
-                                "duplicate",
-                                d.name.span,
-                                format!(
-                                    "`{}` is already a field of `{}` items",
-                                    d.name.name, list.name
-                                ),
-                            );
+                            self.error("duplicate", d.name.span, format!("`{}` is already a field of `{}` items", d.name.name, list.name));
                             continue;
                         }
                         self.item_index.insert(key, self.item_decls.len());
                         self.item_decls.push((slot, d));
                         self.item_state.push(State::Todo);
                         self.item_defs.push(None);
+                        self.item_height.push(0);
                     } else {
-                        if self.let_index.contains_key(&d.name.name)
-                            || self.root_field(&d.name.name).is_some()
-                        {
-                            self.error(
-                                "duplicate",
-                                d.name.span,
-                                format!("`{}` is already defined", d.name.name),
-                            );
+                        if self.let_index.contains_key(&d.name.name) || self.root_field(&d.name.name).is_some() {
+                            self.error("duplicate", d.name.span, format!("`{}` is already defined", d.name.name));
                             continue;
                         }
-                        self.let_index
-                            .insert(d.name.name.clone(), self.let_decls.len());
+                        self.let_index.insert(d.name.name.clone(), self.let_decls.len());
                         self.let_decls.push(d);
                         self.let_kinds.push(kind);
                         self.let_state.push(State::Todo);
                         self.let_defs.push(None);
+                        self.let_height.push(0);
                     }
                 }
                 Item::Table(t) if self.tables.insert(t.name.name.clone(), t).is_some() => {
-                    self.error(
-                        "duplicate",
-                        t.name.span,
-                        format!("table `{}` is defined twice", t.name.name),
-                    );
+                    self.error("duplicate", t.name.span, format!("table `{}` is defined twice", t.name.name));
                 }
                 _ => {}
             }
@@ -326,14 +273,7 @@ impl<'a> Checker<'a> {
         }
 
         // 3. Decisions.
-        let root = || {
-            vec![Frame {
-                record: 0,
-                alias: None,
-                list_slot: None,
-                narrowed: Vec::new(),
-            }]
-        };
+        let root = || vec![Frame { record: 0, alias: None, list_slot: None, narrowed: Vec::new() }];
         let mut eligibility = Vec::new();
         let mut invalid = Vec::new();
         let mut classify = None;
@@ -350,13 +290,9 @@ impl<'a> Checker<'a> {
             match item {
                 Item::Eligibility(d) | Item::Veto(d) | Item::Cap(d) | Item::Flag(d) => {
                     if let Some(prev) = names.insert(d.name.name.clone(), d.name.span) {
-                        self.error(
-                            "duplicate",
-                            d.name.span,
-                            format!("rule `{}` is defined twice", d.name.name),
-                        )
-                        .secondary
-                        .push((prev, "first defined here".into()));
+                        self.error("duplicate", d.name.span, format!("rule `{}` is defined twice", d.name.name))
+                            .secondary
+                            .push((prev, "first defined here".into()));
                     }
                     let kind = match item {
                         Item::Eligibility(_) => RuleKind::Eligibility,
@@ -392,19 +328,11 @@ impl<'a> Checker<'a> {
                             })
                         }
                         (None, RuleKind::Eligibility) => {
-                            self.error(
-                                "missing-outcome",
-                                d.span,
-                                "an eligibility rule names its outcome with `then`",
-                            );
+                            self.error("missing-outcome", d.span, "an eligibility rule names its outcome with `then`");
                             None
                         }
                         (None, RuleKind::Veto) => {
-                            let lowest = self
-                                .schema
-                                .ordered_levels
-                                .checked_sub(1)
-                                .and_then(|l| u8::try_from(l).ok());
+                            let lowest = self.schema.ordered_levels.checked_sub(1).and_then(|l| u8::try_from(l).ok());
                             lowest.map(|l| {
                                 reachable.insert(l);
                                 Ex::Const(Const::Level(l))
@@ -421,10 +349,7 @@ impl<'a> Checker<'a> {
                         kind,
                         when,
                         target,
-                        flag: d.flag.as_ref().map(|f| FlagSpec {
-                            code: f.code.clone(),
-                            if_lowered: f.if_lowered,
-                        }),
+                        flag: d.flag.as_ref().map(|f| FlagSpec { code: f.code.clone(), if_lowered: f.if_lowered }),
                         because,
                         span: d.span,
                     };
@@ -454,11 +379,7 @@ impl<'a> Checker<'a> {
                 }
                 Item::Fixture(name, g) => {
                     if fixtures.iter().any(|(n, _)| n == &name.name) {
-                        self.error(
-                            "duplicate",
-                            name.span,
-                            format!("fixture `{}` is defined twice", name.name),
-                        );
+                        self.error("duplicate", name.span, format!("fixture `{}` is defined twice", name.name));
                     }
                     self.check_given(g, &fixtures);
                     fixtures.push((name.name.clone(), g.clone()));
@@ -471,16 +392,9 @@ impl<'a> Checker<'a> {
                         ast::Expect::One { outcome, by, .. } => {
                             self.level_or_error(outcome);
                             for b in by {
-                                if !names.contains_key(&b.name)
-                                    && !ast.items.iter().any(|i| rule_name(i) == Some(&b.name))
-                                {
-                                    let hint =
-                                        did_you_mean(&b.name, names.keys().map(String::as_str));
-                                    let d = self.error(
-                                        "unknown-rule",
-                                        b.span,
-                                        format!("unknown rule `{}`", b.name),
-                                    );
+                                if !names.contains_key(&b.name) && !ast.items.iter().any(|i| rule_name(i) == Some(&b.name)) {
+                                    let hint = did_you_mean(&b.name, names.keys().map(String::as_str));
+                                    let d = self.error("unknown-rule", b.span, format!("unknown rule `{}`", b.name));
                                     if let Some(h) = hint {
                                         d.help = Some(h);
                                     }
@@ -495,11 +409,7 @@ impl<'a> Checker<'a> {
                                 self.error(
                                     "test-shape",
                                     t.span,
-                                    format!(
-                                        "the cohort has {} records but {} outcomes are expected",
-                                        t.given.len(),
-                                        levels.len()
-                                    ),
+                                    format!("the cohort has {} records but {} outcomes are expected", t.given.len(), levels.len()),
                                 );
                             }
                         }
@@ -513,11 +423,7 @@ impl<'a> Checker<'a> {
         let classify = match classify {
             Some(c) => Some(c),
             None => {
-                self.error(
-                    "missing-classify",
-                    ast.id.span,
-                    "the rule set has no `classify by` block",
-                );
+                self.error("missing-classify", ast.id.span, "the rule set has no `classify by` block");
                 None
             }
         };
@@ -544,13 +450,9 @@ impl<'a> Checker<'a> {
         for (i, d) in self.let_decls.iter().enumerate() {
             if self.let_kinds.get(i) == Some(&LetKind::Let) && !self.used_lets.contains(&i) {
                 self.diags.push(
-                    Diagnostic::warning(
-                        "unused-value",
-                        d.name.span,
-                        format!("`{}` is never used", d.name.name),
-                    )
-                    .with_label("defined here")
-                    .with_help("remove it, or make it a `criterion` to show it in every answer"),
+                    Diagnostic::warning("unused-value", d.name.span, format!("`{}` is never used", d.name.name))
+                        .with_label("defined here")
+                        .with_help("remove it, or make it a `criterion` to show it in every answer"),
                 );
             }
         }
@@ -558,26 +460,12 @@ impl<'a> Checker<'a> {
         let effective = match date::parse_date(&ast.effective.0) {
             Some(d) => d,
             None => {
-                self.error(
-                    "bad-date",
-                    ast.effective.1,
-                    format!("`{}` is not a calendar date", ast.effective.0),
-                );
+                self.error("bad-date", ast.effective.1, format!("`{}` is not a calendar date", ast.effective.0));
                 0
             }
         };
-        let root_fields = self
-            .schema
-            .records
-            .first()
-            .map(|r| r.fields.clone())
-            .unwrap_or_default();
-        let slot_of_role = |role: Role| {
-            root_fields
-                .iter()
-                .position(|f| f.role == Some(role))
-                .and_then(|i| u16::try_from(i).ok())
-        };
+        let root_fields = self.schema.records.first().map(|r| r.fields.clone()).unwrap_or_default();
+        let slot_of_role = |role: Role| root_fields.iter().position(|f| f.role == Some(role)).and_then(|i| u16::try_from(i).ok());
         if has_errors(&self.diags) {
             return None;
         }
@@ -586,9 +474,7 @@ impl<'a> Checker<'a> {
         if lets.len() != self.let_defs.len() || item_lets.len() != self.item_defs.len() {
             return None;
         }
-        let criteria = (0..lets.len())
-            .filter(|&i| self.let_kinds.get(i) == Some(&LetKind::Criterion))
-            .collect();
+        let criteria = (0..lets.len()).filter(|&i| self.let_kinds.get(i) == Some(&LetKind::Criterion)).collect();
         Some(Checked {
             id: ast.id.name.clone(),
             title: ast.title.clone(),
@@ -627,20 +513,10 @@ impl<'a> Checker<'a> {
                     .schema
                     .records
                     .first()
-                    .map(|r| {
-                        r.fields
-                            .iter()
-                            .filter(|f| matches!(f.ty, FieldType::List(_)))
-                            .map(|f| f.name.clone())
-                            .collect()
-                    })
+                    .map(|r| r.fields.iter().filter(|f| matches!(f.ty, FieldType::List(_))).map(|f| f.name.clone()).collect())
                     .unwrap_or_default();
                 let hint = did_you_mean(&list.name, lists.iter().map(String::as_str));
-                let d = self.error(
-                    "unknown-list",
-                    list.span,
-                    format!("`{}` is not a list field of the record", list.name),
-                );
+                let d = self.error("unknown-list", list.span, format!("`{}` is not a list field of the record", list.name));
                 if let Some(h) = hint {
                     d.help = Some(h);
                 }
@@ -664,34 +540,45 @@ impl<'a> Checker<'a> {
             State::Doing => return None,
             State::Todo => {}
         }
+        if self.depth >= MAX_VALUE_DEPTH {
+            let span = self.let_decls.get(i).map(|d| d.span);
+            self.error(
+                "dependency-too-deep",
+                span.unwrap_or_default(),
+                format!("named values depend on one another more than {MAX_VALUE_DEPTH} deep"),
+            )
+            .set_help("compute intermediate values in fewer steps");
+            return None;
+        }
+        self.depth += 1;
+        let result = self.check_let_inner(i);
+        self.depth -= 1;
+        result
+    }
+
+    fn check_let_inner(&mut self, i: usize) -> Option<Type> {
         if let Some(s) = self.let_state.get_mut(i) {
             *s = State::Doing;
         }
         let decl = *self.let_decls.get(i)?;
         let kind = self.let_kinds.get(i).copied().unwrap_or(LetKind::Let);
-        let mut frames = vec![Frame {
-            record: 0,
-            alias: None,
-            list_slot: None,
-            narrowed: Vec::new(),
-        }];
+        let mut frames = vec![Frame { record: 0, alias: None, list_slot: None, narrowed: Vec::new() }];
+        let outer = std::mem::replace(&mut self.height_acc, 0);
         let (ex, ty) = self.expr(&decl.expr, &mut frames, None);
+        let height = self.height_acc + 1;
+        self.height_acc = outer;
+        if let Some(h) = self.let_height.get_mut(i) {
+            *h = height;
+        }
+        self.too_tall(height, decl.name.span);
         if let Some(s) = self.let_state.get_mut(i) {
             *s = State::Done;
         }
         let ty = ty?;
         if kind != LetKind::Let && (ty.ty != Ty::Num || ty.optional) {
-            let what = if kind == LetKind::Score {
-                "a score"
-            } else {
-                "a criterion"
-            };
-            self.error(
-                "type-mismatch",
-                decl.expr.span,
-                format!("{what} is a number that is always present"),
-            )
-            .set_label(format!("this is {}", expr::describe(ty)));
+            let what = if kind == LetKind::Score { "a score" } else { "a criterion" };
+            self.error("type-mismatch", decl.expr.span, format!("{what} is a number that is always present"))
+                .set_label(format!("this is {}", expr::describe(ty)));
         }
         let max = decl.max.as_ref().and_then(|(t, s)| self.number(t, *s));
         let def = LetDef {
@@ -717,40 +604,55 @@ impl<'a> Checker<'a> {
             State::Doing => return None,
             State::Todo => {}
         }
+        if self.depth >= MAX_VALUE_DEPTH {
+            let span = self.item_decls.get(i).map(|d| d.1.span);
+            self.error(
+                "dependency-too-deep",
+                span.unwrap_or_default(),
+                format!("named values depend on one another more than {MAX_VALUE_DEPTH} deep"),
+            )
+            .set_help("compute intermediate values in fewer steps");
+            return None;
+        }
+        self.depth += 1;
+        let result = self.check_item_let_inner(i);
+        self.depth -= 1;
+        result
+    }
+
+    fn check_item_let_inner(&mut self, i: usize) -> Option<Type> {
         if let Some(s) = self.item_state.get_mut(i) {
             *s = State::Doing;
         }
         let (slot, decl) = *self.item_decls.get(i)?;
         let rt = self.list_item_type(slot)?;
         let mut frames = vec![
-            Frame {
-                record: 0,
-                alias: None,
-                list_slot: None,
-                narrowed: Vec::new(),
-            },
-            Frame {
-                record: rt,
-                alias: None,
-                list_slot: Some(slot),
-                narrowed: Vec::new(),
-            },
+            Frame { record: 0, alias: None, list_slot: None, narrowed: Vec::new() },
+            Frame { record: rt, alias: None, list_slot: Some(slot), narrowed: Vec::new() },
         ];
+        let outer = std::mem::replace(&mut self.height_acc, 0);
         let (ex, ty) = self.expr(&decl.expr, &mut frames, None);
+        let height = self.height_acc + 1;
+        self.height_acc = outer;
+        if let Some(h) = self.item_height.get_mut(i) {
+            *h = height;
+        }
+        self.too_tall(height, decl.name.span);
         if let Some(s) = self.item_state.get_mut(i) {
             *s = State::Done;
         }
         let ty = ty?;
         if let Some(d) = self.item_defs.get_mut(i) {
-            *d = Some(ItemLetDef {
-                list_slot: slot,
-                name: decl.name.name.clone(),
-                ty,
-                expr: ex,
-                span: decl.span,
-            });
+            *d = Some(ItemLetDef { list_slot: slot, name: decl.name.name.clone(), ty, expr: ex, span: decl.span });
         }
         Some(ty)
+    }
+
+    fn too_tall(&mut self, height: usize, span: Span) {
+        if height > MAX_VALUE_DEPTH {
+            self.error("dependency-too-deep", span, format!("this value sits on a chain of more than {MAX_VALUE_DEPTH} named values"))
+                .set_help("compute intermediate values in fewer steps");
+        }
     }
 
     pub(crate) fn number(&mut self, text: &str, span: Span) -> Option<Num> {
@@ -777,21 +679,12 @@ impl<'a> Checker<'a> {
                 .error(
                     "type-mismatch",
                     e.span,
-                    format!(
-                        "expected {}, found {}",
-                        expr::describe(Type {
-                            ty: want,
-                            optional: false
-                        }),
-                        expr::describe(t)
-                    ),
+                    format!("expected {}, found {}", expr::describe(Type { ty: want, optional: false }), expr::describe(t)),
                 )
                 .clone();
             self.diags.pop();
             let d = if t.optional && t.ty == want {
-                d.with_help(
-                    "this value may be absent: add `?? fallback`, or test it with `present`",
-                )
+                d.with_help("this value may be absent: add `?? fallback`, or test it with `present`")
             } else {
                 d
             };
@@ -803,10 +696,7 @@ impl<'a> Checker<'a> {
     /// Splits a `because` text into literal parts and `{expr}` placeholders, checking each.
     fn message(&mut self, span: Span, frames: &mut Vec<Frame>) -> Message {
         let raw = self.file.snippet(span);
-        let inner = raw
-            .strip_prefix('"')
-            .and_then(|s| s.strip_suffix('"'))
-            .unwrap_or(raw);
+        let inner = raw.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(raw);
         let base = span.lo as usize + 1;
         let mut parts = Vec::new();
         let mut text = String::new();
@@ -840,11 +730,7 @@ impl<'a> Checker<'a> {
                         }
                     }
                     let Some(end) = end else {
-                        self.error(
-                            "bad-message",
-                            Span::new(base + i, base + i + 1),
-                            "`{` is not closed; write `\\{` for a brace",
-                        );
+                        self.error("bad-message", Span::new(base + i, base + i + 1), "`{` is not closed; write `\\{` for a brace");
                         break;
                     };
                     let src = inner.get(start..end).unwrap_or("");
@@ -878,76 +764,39 @@ impl<'a> Checker<'a> {
             Some((s, f)) => (s, f.clone()),
             None => {
                 let hint = did_you_mean(&d.field.name, self.root_names());
-                let e = self.error(
-                    "unknown-name",
-                    d.field.span,
-                    format!("unknown field `{}`", d.field.name),
-                );
+                let e = self.error("unknown-name", d.field.span, format!("unknown field `{}`", d.field.name));
                 if let Some(h) = hint {
                     e.help = Some(h);
                 }
                 return None;
             }
         };
-        let mut frames = vec![Frame {
-            record: 0,
-            alias: None,
-            list_slot: None,
-            narrowed: Vec::new(),
-        }];
+        let mut frames = vec![Frame { record: 0, alias: None, list_slot: None, narrowed: Vec::new() }];
         let (item_field, path) = match &d.item_field {
             None => (None, d.field.name.clone()),
             Some(item) => {
                 let FieldType::List(rt) = field.ty else {
-                    self.error(
-                        "type-mismatch",
-                        d.field.span,
-                        format!("`{}` is not a list", d.field.name),
-                    );
+                    self.error("type-mismatch", d.field.span, format!("`{}` is not a list", d.field.name));
                     return None;
                 };
-                let idx = self
-                    .schema
-                    .records
-                    .get(rt)
-                    .and_then(|r| r.fields.iter().position(|f| f.name == item.name));
+                let idx = self.schema.records.get(rt).and_then(|r| r.fields.iter().position(|f| f.name == item.name));
                 let Some(idx) = idx.and_then(|i| u16::try_from(i).ok()) else {
-                    let names: Vec<String> = self
-                        .schema
-                        .records
-                        .get(rt)
-                        .map(|r| r.fields.iter().map(|f| f.name.clone()).collect())
-                        .unwrap_or_default();
+                    let names: Vec<String> =
+                        self.schema.records.get(rt).map(|r| r.fields.iter().map(|f| f.name.clone()).collect()).unwrap_or_default();
                     let hint = did_you_mean(&item.name, names.iter().map(String::as_str));
-                    let e = self.error(
-                        "unknown-name",
-                        item.span,
-                        format!("`{}` items have no field `{}`", d.field.name, item.name),
-                    );
+                    let e = self.error("unknown-name", item.span, format!("`{}` items have no field `{}`", d.field.name, item.name));
                     if let Some(h) = hint {
                         e.help = Some(h);
                     }
                     return None;
                 };
-                frames.push(Frame {
-                    record: rt,
-                    alias: None,
-                    list_slot: Some(slot),
-                    narrowed: Vec::new(),
-                });
+                frames.push(Frame { record: rt, alias: None, list_slot: Some(slot), narrowed: Vec::new() });
                 (Some(idx), format!("{}[].{}", d.field.name, item.name))
             }
         };
         let when = self.expect_ty(&d.when, &mut frames, Ty::Bool);
         let because = self.message(d.because.1, &mut frames);
-        Some(InvalidRule {
-            field: slot,
-            item_field,
-            path,
-            when,
-            because,
-            span: d.span,
-        })
+        Some(InvalidRule { field: slot, item_field, path, when, because, span: d.span })
     }
 
     pub(crate) fn root_names(&self) -> impl Iterator<Item = &str> {
@@ -964,11 +813,7 @@ impl<'a> Checker<'a> {
             Some(&i) => i,
             None => {
                 let hint = did_you_mean(&d.by.name, self.let_index.keys().map(String::as_str));
-                let e = self.error(
-                    "unknown-name",
-                    d.by.span,
-                    format!("unknown score `{}`", d.by.name),
-                );
+                let e = self.error("unknown-name", d.by.span, format!("unknown score `{}`", d.by.name));
                 if let Some(h) = hint {
                     e.help = Some(h);
                 }
@@ -978,11 +823,7 @@ impl<'a> Checker<'a> {
         self.used_lets.insert(score);
         let ty = self.check_let(score);
         if ty.is_some_and(|t| t.ty != Ty::Num || t.optional) {
-            self.error(
-                "type-mismatch",
-                d.by.span,
-                "`classify by` takes a number that is always present",
-            );
+            self.error("type-mismatch", d.by.span, "`classify by` takes a number that is always present");
         }
         let mut bands = Vec::new();
         let mut seen = HashSet::new();
@@ -996,26 +837,15 @@ impl<'a> Checker<'a> {
                 self.error(
                     "band-outcome",
                     b.level.span,
-                    format!(
-                        "`{}` is an outcome outside the order; bands give ordered levels",
-                        b.level.name
-                    ),
+                    format!("`{}` is an outcome outside the order; bands give ordered levels", b.level.name),
                 );
             }
             if !seen.insert(level) {
-                self.error(
-                    "duplicate",
-                    b.level.span,
-                    format!("level `{}` has two bands", b.level.name),
-                );
+                self.error("duplicate", b.level.span, format!("level `{}` has two bands", b.level.name));
             }
             reachable.insert(level);
             if has_otherwise {
-                self.error(
-                    "unreachable-band",
-                    b.span,
-                    "a band after `otherwise` is never used",
-                );
+                self.error("unreachable-band", b.span, "a band after `otherwise` is never used");
             }
             let threshold = match &b.threshold {
                 None => {
@@ -1024,28 +854,18 @@ impl<'a> Checker<'a> {
                 }
                 Some((name, op, e)) => {
                     if name.name != d.by.name {
-                        self.error(
-                            "band-subject",
-                            name.span,
-                            format!("bands compare `{}`, the value classified", d.by.name),
-                        );
+                        self.error("band-subject", name.span, format!("bands compare `{}`, the value classified", d.by.name));
                     }
                     let op = match op.as_str() {
                         ">=" => Op::Ge,
                         ">" => Op::Gt,
                         _ => {
-                            self.error(
-                                "band-operator",
-                                b.span,
-                                "a band is `when score >= N` or `when score > N`, best first",
-                            );
+                            self.error("band-operator", b.span, "a band is `when score >= N` or `when score > N`, best first");
                             continue;
                         }
                     };
-                    let value = const_number(e).and_then(|(t, neg)| {
-                        self.number(&t, e.span)
-                            .and_then(|n| if neg { n.neg().ok() } else { Some(n) })
-                    });
+                    let value =
+                        const_number(e).and_then(|(t, neg)| self.number(&t, e.span).and_then(|n| if neg { n.neg().ok() } else { Some(n) }));
                     let Some(value) = value else {
                         self.error("band-threshold", e.span, "a band threshold is a number");
                         continue;
@@ -1053,13 +873,7 @@ impl<'a> Checker<'a> {
                     if let Some(prev) = last
                         && !matches!(value.cmp(&prev), Ok(std::cmp::Ordering::Less))
                     {
-                        self.error(
-                            "band-order",
-                            e.span,
-                            format!(
-                                "thresholds go down from best to worst; {value} is not below {prev}"
-                            ),
-                        );
+                        self.error("band-order", e.span, format!("thresholds go down from best to worst; {value} is not below {prev}"));
                     }
                     last = Some(value);
                     Some((op, value))
@@ -1068,38 +882,28 @@ impl<'a> Checker<'a> {
             let gate = match &b.gate {
                 None => None,
                 Some((cond, msg)) => {
-                    let mut frames = vec![Frame {
-                        record: 0,
-                        alias: None,
-                        list_slot: None,
-                        narrowed: Vec::new(),
-                    }];
+                    let mut frames = vec![Frame { record: 0, alias: None, list_slot: None, narrowed: Vec::new() }];
                     let ex = self.expect_ty(cond, &mut frames, Ty::Bool);
                     let m = match msg {
                         Some((_, span)) => self.message(*span, &mut frames),
                         None => Message::default(),
                     };
                     if b.threshold.is_none() {
-                        self.error("gate-on-otherwise", cond.span, "the `otherwise` band cannot have a condition: every record must get a level");
+                        self.error(
+                            "gate-on-otherwise",
+                            cond.span,
+                            "the `otherwise` band cannot have a condition: every record must get a level",
+                        );
                     }
                     Some((ex, m, cond.span))
                 }
             };
-            bands.push(BandDef {
-                level,
-                threshold,
-                gate,
-                span: b.span,
-            });
+            bands.push(BandDef { level, threshold, gate, span: b.span });
         }
-        if !has_otherwise {
+        if !has_otherwise && !bands.is_empty() {
             let low = last.map(|n| n.to_string()).unwrap_or_default();
-            self.error(
-                "threshold-gap",
-                d.span,
-                format!("a `{}` below {low} gets no level", d.by.name),
-            )
-            .set_label("no band catches the lowest scores");
+            self.error("threshold-gap", d.span, format!("a `{}` below {low} gets no level", d.by.name))
+                .set_label("no band catches the lowest scores");
             if let Some(e) = self.diags.last_mut() {
                 e.help = Some("end the bands with `LEVEL otherwise`".into());
             }
@@ -1110,20 +914,13 @@ impl<'a> Checker<'a> {
             if let Some(p) = prev
                 && b.level <= p
             {
-                self.error(
-                    "band-order",
-                    b.span,
-                    "bands follow the order of `levels`, best first",
-                );
+                self.error("band-order", b.span, "bands follow the order of `levels`, best first");
             }
             prev = Some(b.level);
         }
         Some(Classify {
             score,
-            flag: d.flag.as_ref().map(|f| FlagSpec {
-                code: f.code.clone(),
-                if_lowered: f.if_lowered,
-            }),
+            flag: d.flag.as_ref().map(|f| FlagSpec { code: f.code.clone(), if_lowered: f.if_lowered }),
             bands,
             span: d.span,
         })
@@ -1137,45 +934,27 @@ impl<'a> Checker<'a> {
         let mut per = Vec::new();
         for k in &q.per {
             match self.root_field(&k.name) {
-                Some((slot, f))
-                    if matches!(
-                        f.ty,
-                        FieldType::Text
-                            | FieldType::Enum(_)
-                            | FieldType::Integer(_)
-                            | FieldType::Date
-                    ) =>
-                {
+                Some((slot, f)) if matches!(f.ty, FieldType::Text | FieldType::Enum(_) | FieldType::Integer(_) | FieldType::Date) => {
                     per.push(slot)
                 }
                 Some(_) => {
-                    self.error("type-mismatch", k.span, format!("`{}` cannot be a quota scope key: use a text, enum, integer or date field", k.name));
+                    self.error(
+                        "type-mismatch",
+                        k.span,
+                        format!("`{}` cannot be a quota scope key: use a text, enum, integer or date field", k.name),
+                    );
                 }
                 None => {
                     let hint = did_you_mean(&k.name, self.root_names());
-                    let e = self.error(
-                        "unknown-name",
-                        k.span,
-                        format!("unknown field `{}`", k.name),
-                    );
+                    let e = self.error("unknown-name", k.span, format!("unknown field `{}`", k.name));
                     if let Some(h) = hint {
                         e.help = Some(h);
                     }
                 }
             }
         }
-        let root = || {
-            vec![Frame {
-                record: 0,
-                alias: None,
-                list_slot: None,
-                narrowed: Vec::new(),
-            }]
-        };
-        let applies = q
-            .applies
-            .as_ref()
-            .map(|e| self.expect_ty(e, &mut root(), Ty::Bool));
+        let root = || vec![Frame { record: 0, alias: None, list_slot: None, narrowed: Vec::new() }];
+        let applies = q.applies.as_ref().map(|e| self.expect_ty(e, &mut root(), Ty::Bool));
         let mut rank = Vec::new();
         for (e, desc) in &q.rank {
             let (ex, ty) = self.expr(e, &mut root(), None);
@@ -1185,10 +964,7 @@ impl<'a> Checker<'a> {
                 self.error(
                     "type-mismatch",
                     e.span,
-                    format!(
-                        "a ranking key is a number, date or level that is always present, found {}",
-                        expr::describe(t)
-                    ),
+                    format!("a ranking key is a number, date or level that is always present, found {}", expr::describe(t)),
                 );
             }
             rank.push((ex, *desc));
@@ -1196,11 +972,7 @@ impl<'a> Checker<'a> {
         if let (Some(l), Some(d)) = (level, demote_to)
             && d <= l
         {
-            self.error(
-                "quota-demote",
-                q.demote_to.span,
-                "a quota demotes to a lower level",
-            );
+            self.error("quota-demote", q.demote_to.span, "a quota demotes to a lower level");
         }
         let rounding = match q.rounding.as_str() {
             "up" => QuotaRounding::Up,
@@ -1232,11 +1004,7 @@ impl<'a> Checker<'a> {
             && !fixtures.iter().any(|(n, _)| n == &base.name)
         {
             let hint = did_you_mean(&base.name, fixtures.iter().map(|(n, _)| n.as_str()));
-            let e = self.error(
-                "unknown-fixture",
-                base.span,
-                format!("unknown fixture `{}`", base.name),
-            );
+            let e = self.error("unknown-fixture", base.span, format!("unknown fixture `{}`", base.name));
             e.help = hint.or_else(|| Some("declare it above with `fixture NAME = { ... }`".into()));
         }
     }
@@ -1291,13 +1059,7 @@ fn shift_expr(e: &mut ast::Expr, by: usize) {
                 shift_expr(&mut a.value, by);
             }
         }
-        K::Aggregate {
-            list,
-            alias,
-            filter,
-            item,
-            ..
-        } => {
+        K::Aggregate { list, alias, filter, item, .. } => {
             list.span = list.span.shifted(by);
             if let Some(a) = alias {
                 a.span = a.span.shifted(by);

@@ -2,8 +2,8 @@
 
 use super::Checker;
 use super::ir::*;
+use crate::date;
 use crate::diagnostic::Diagnostic;
-use crate::eval::date;
 use crate::num::Num;
 use crate::syntax::ast::{FieldDecl, Literal, RangeDecl, TypeExpr};
 
@@ -12,19 +12,12 @@ pub(super) fn build_fields(c: &mut Checker<'_>, decls: &[FieldDecl], root: bool)
     let mut fields: Vec<Field> = Vec::new();
     for d in decls {
         if fields.iter().any(|f| f.name == d.name.name) {
-            c.error(
-                "duplicate",
-                d.name.span,
-                format!("field `{}` is declared twice", d.name.name),
-            );
+            c.error("duplicate", d.name.span, format!("field `{}` is declared twice", d.name.name));
             continue;
         }
         let ty = match &d.ty {
             TypeExpr::Scalar(name, range, span) => {
-                let bounds = range
-                    .as_ref()
-                    .map(|r| bounds(c, r, *span))
-                    .unwrap_or_default();
+                let bounds = range.as_ref().map(|r| bounds(c, r, *span)).unwrap_or_default();
                 match name.as_str() {
                     "text" => FieldType::Text,
                     "bool" => FieldType::Bool,
@@ -53,22 +46,14 @@ pub(super) fn build_fields(c: &mut Checker<'_>, decls: &[FieldDecl], root: bool)
                 if let Some(r) = c.schema.records.get_mut(id) {
                     r.fields = built;
                 }
-                if matches!(d.ty, TypeExpr::List(_)) {
-                    FieldType::List(id)
-                } else {
-                    FieldType::Record(id)
-                }
+                if matches!(d.ty, TypeExpr::List(_)) { FieldType::List(id) } else { FieldType::Record(id) }
             }
         };
         let role = match &d.role {
             None => None,
             Some((r, span)) => {
                 if !root {
-                    c.error(
-                        "role-nested",
-                        *span,
-                        "roles belong on fields of the record itself, not of nested records",
-                    );
+                    c.error("role-nested", *span, "roles belong on fields of the record itself, not of nested records");
                 }
                 let role = match r.as_str() {
                     "subject" => Role::Subject,
@@ -79,11 +64,7 @@ pub(super) fn build_fields(c: &mut Checker<'_>, decls: &[FieldDecl], root: bool)
                     c.error("duplicate", *span, format!("only one field has `role {r}`"));
                 }
                 if !matches!(ty, FieldType::Text) && role == Role::Period {
-                    c.error(
-                        "type-mismatch",
-                        *span,
-                        "the period field is text such as \"2025\", \"2025-Q3\" or \"2025-07\"",
-                    );
+                    c.error("type-mismatch", *span, "the period field is text such as \"2025\", \"2025-Q3\" or \"2025-07\"");
                 }
                 Some(role)
             }
@@ -91,10 +72,7 @@ pub(super) fn build_fields(c: &mut Checker<'_>, decls: &[FieldDecl], root: bool)
         if matches!(ty, FieldType::Record(_)) && d.default.is_some() {
             c.error("bad-default", d.span, "a nested record has no default");
         }
-        let default = d
-            .default
-            .as_ref()
-            .and_then(|lit| default_value(c, &ty, lit));
+        let default = d.default.as_ref().and_then(|lit| default_value(c, &ty, lit));
         if d.optional && d.default.is_some() {
             c.diags.push(
                 Diagnostic::warning(
@@ -105,14 +83,7 @@ pub(super) fn build_fields(c: &mut Checker<'_>, decls: &[FieldDecl], root: bool)
                 .with_help("remove the `?`"),
             );
         }
-        fields.push(Field {
-            name: d.name.name.clone(),
-            ty,
-            optional: d.optional && d.default.is_none(),
-            default,
-            role,
-            span: d.span,
-        });
+        fields.push(Field { name: d.name.name.clone(), ty, optional: d.optional && d.default.is_none(), default, role, span: d.span });
     }
     fields
 }
@@ -126,35 +97,16 @@ fn bounds(c: &mut Checker<'_>, r: &RangeDecl, span: crate::source::Span) -> Boun
         }
     };
     match r {
-        RangeDecl::Between(a, b) => Bounds {
-            min: num(a).map(|n| (n, true)),
-            max: num(b).map(|n| (n, true)),
-        },
+        RangeDecl::Between(a, b) => Bounds { min: num(a).map(|n| (n, true)), max: num(b).map(|n| (n, true)) },
         RangeDecl::Bound(op, a) => {
             let n = num(a);
             match op.as_str() {
-                ">=" => Bounds {
-                    min: n.map(|n| (n, true)),
-                    max: None,
-                },
-                ">" => Bounds {
-                    min: n.map(|n| (n, false)),
-                    max: None,
-                },
-                "<=" => Bounds {
-                    min: None,
-                    max: n.map(|n| (n, true)),
-                },
-                "<" => Bounds {
-                    min: None,
-                    max: n.map(|n| (n, false)),
-                },
+                ">=" => Bounds { min: n.map(|n| (n, true)), max: None },
+                ">" => Bounds { min: n.map(|n| (n, false)), max: None },
+                "<=" => Bounds { min: None, max: n.map(|n| (n, true)) },
+                "<" => Bounds { min: None, max: n.map(|n| (n, false)) },
                 _ => {
-                    c.error(
-                        "bad-range",
-                        span,
-                        "a range is `in a..b`, `>= a`, `> a`, `<= a` or `< a`",
-                    );
+                    c.error("bad-range", span, "a range is `in a..b`, `>= a`, `> a`, `<= a` or `< a`");
                     Bounds::default()
                 }
             }
@@ -164,15 +116,11 @@ fn bounds(c: &mut Checker<'_>, r: &RangeDecl, span: crate::source::Span) -> Boun
 
 fn default_value(c: &mut Checker<'_>, ty: &FieldType, lit: &Literal) -> Option<Const> {
     let bad = |c: &mut Checker<'_>, what: &str| {
-        c.error(
-            "bad-default",
-            lit.span(),
-            format!("the default must be {what}"),
-        );
+        c.error("bad-default", lit.span(), format!("the default must be {what}"));
         None
     };
     match (ty, lit) {
-        (FieldType::Text, Literal::Text(t, _)) => Some(Const::Text(crate::eval::record::nfc(t))),
+        (FieldType::Text, Literal::Text(t, _)) => Some(Const::Text(super::ir::nfc(t))),
         (FieldType::Bool, Literal::Bool(b, _)) => Some(Const::Bool(*b)),
         (FieldType::Integer(b) | FieldType::Decimal(b), Literal::Number(t, span)) => {
             let n = match Num::parse_decimal(t) {
@@ -185,7 +133,7 @@ fn default_value(c: &mut Checker<'_>, ty: &FieldType, lit: &Literal) -> Option<C
             if matches!(ty, FieldType::Integer(_)) && !n.is_integer() {
                 return bad(c, "a whole number");
             }
-            if !crate::eval::record::within(&n, b) {
+            if !b.contains(&n) {
                 return bad(c, &b.describe());
             }
             Some(Const::Num(n))
@@ -195,28 +143,15 @@ fn default_value(c: &mut Checker<'_>, ty: &FieldType, lit: &Literal) -> Option<C
             None => bad(c, "a calendar date"),
         },
         (FieldType::Enum(e), Literal::Name(n, _) | Literal::Text(n, _)) => {
-            let values = c
-                .schema
-                .enums
-                .get(*e)
-                .map(|e| e.values.clone())
-                .unwrap_or_default();
-            match values
-                .iter()
-                .position(|v| v == n)
-                .and_then(|i| u16::try_from(i).ok())
-            {
+            let values = c.schema.enums.get(*e).map(|e| e.values.clone()).unwrap_or_default();
+            match values.iter().position(|v| v == n).and_then(|i| u16::try_from(i).ok()) {
                 Some(i) => Some(Const::Enum(u16::try_from(*e).unwrap_or(u16::MAX), i)),
                 None => bad(c, &format!("one of {}", values.join(", "))),
             }
         }
         // Level defaults are resolved once the levels are known.
-        (FieldType::Level, Literal::Name(n, _) | Literal::Text(n, _)) => {
-            Some(Const::Text(n.clone()))
-        }
-        (FieldType::List(_), Literal::Array(items, _)) if items.is_empty() => {
-            Some(Const::EmptyList)
-        }
+        (FieldType::Level, Literal::Name(n, _) | Literal::Text(n, _)) => Some(Const::Text(n.clone())),
+        (FieldType::List(_), Literal::Array(items, _)) if items.is_empty() => Some(Const::EmptyList),
         (FieldType::List(_), _) => bad(c, "`[]`"),
         _ => bad(c, "a value of the field's type"),
     }
@@ -230,19 +165,10 @@ pub(super) fn resolve_level_defaults(c: &mut Checker<'_>) {
     for r in &mut c.schema.records {
         for f in &mut r.fields {
             if let (FieldType::Level, Some(Const::Text(name))) = (&f.ty, &f.default) {
-                match levels
-                    .iter()
-                    .take(ordered)
-                    .position(|l| l == name)
-                    .and_then(|i| u8::try_from(i).ok())
-                {
+                match levels.iter().take(ordered).position(|l| l == name).and_then(|i| u8::try_from(i).ok()) {
                     Some(i) => f.default = Some(Const::Level(i)),
                     None => {
-                        errors.push(Diagnostic::error(
-                            "bad-default",
-                            f.span,
-                            format!("`{name}` is not one of the levels"),
-                        ));
+                        errors.push(Diagnostic::error("bad-default", f.span, format!("`{name}` is not one of the levels")));
                         f.default = None;
                     }
                 }

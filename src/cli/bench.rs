@@ -2,7 +2,7 @@
 //! the health check, then Classify with the summary and with the full trace; each phase prints
 //! its rate and latency percentiles.
 
-use super::Exit;
+use super::{Exit, RUNTIME_STACK};
 use crate::service::{self, Config, RuleSource, convert, pb};
 use std::time::{Duration, Instant};
 
@@ -42,10 +42,7 @@ enum Phase {
 
 /// Runs the phases and prints one line each.
 pub fn bench(args: &BenchArgs) -> Exit {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(RUNTIME_STACK).build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -112,14 +109,18 @@ pub fn bench(args: &BenchArgs) -> Exit {
                 }
             }
         }
-        println!("merit bench: {addr}, {} clients over {} connections, {} s per phase", args.concurrency, channels.len(), args.duration_secs);
+        outln!("merit bench: {addr}, {} clients over {} connections, {} s per phase", args.concurrency, channels.len(), args.duration_secs);
         let record = convert::json_record(&json);
-        for (name, phase) in [("health check", Phase::Health), ("Classify, summary trace", Phase::Classify(pb::TraceDetail::Summary)), ("Classify, full trace", Phase::Classify(pb::TraceDetail::Full))] {
+        for (name, phase) in [
+            ("health check", Phase::Health),
+            ("Classify, summary trace", Phase::Classify(pb::TraceDetail::Summary)),
+            ("Classify, full trace", Phase::Classify(pb::TraceDetail::Full)),
+        ] {
             let (n, errors, mut lat) = run_phase(phase, &channels, args, &record).await;
             lat.sort_unstable();
             let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default();
             let secs = args.duration_secs as f64;
-            println!(
+            outln!(
                 "{name:<26} {:>9.0}/s  p50 {:>7.3} ms  p90 {:>7.3} ms  p99 {:>7.3} ms  p99.9 {:>7.3} ms  ({n} ok, {errors} errors)",
                 n as f64 / secs,
                 ms(pct(0.5)),
@@ -146,8 +147,7 @@ async fn run_phase(
     record: &pb::RecordValue,
 ) -> (u64, u64, Vec<Duration>) {
     let end = Instant::now() + Duration::from_secs(args.duration_secs);
-    let per_client_interval = (args.rate > 0)
-        .then(|| Duration::from_secs_f64(args.concurrency as f64 / args.rate as f64));
+    let per_client_interval = (args.rate > 0).then(|| Duration::from_secs_f64(args.concurrency as f64 / args.rate as f64));
     let mut tasks = Vec::new();
     for i in 0..args.concurrency.max(1) {
         let Some(ch) = channels.get(i % channels.len().max(1)).cloned() else {
@@ -157,8 +157,7 @@ async fn run_phase(
         let ruleset = args.ruleset.clone();
         tasks.push(tokio::spawn(async move {
             let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
-            let mut client =
-                pb::classification_service_client::ClassificationServiceClient::new(ch);
+            let mut client = pb::classification_service_client::ClassificationServiceClient::new(ch);
             let (mut ok, mut errors, mut lat) = (0u64, 0u64, Vec::with_capacity(100_000));
             let mut next = Instant::now();
             while Instant::now() < end {
@@ -168,23 +167,12 @@ async fn run_phase(
                 }
                 let t = Instant::now();
                 let r = match phase {
-                    Phase::Health => health
-                        .check(tonic_health::pb::HealthCheckRequest {
-                            service: String::new(),
-                        })
-                        .await
-                        .map(|_| ()),
+                    Phase::Health => health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.map(|_| ()),
                     Phase::Classify(detail) => client
                         .classify(pb::ClassifyRequest {
-                            ruleset: Some(pb::RuleSetReference {
-                                id: ruleset.clone(),
-                                version: None,
-                            }),
+                            ruleset: Some(pb::RuleSetReference { id: ruleset.clone(), version: None }),
                             record: Some(record.clone()),
-                            options: Some(pb::ClassifyOptions {
-                                trace: detail as i32,
-                                store: false,
-                            }),
+                            options: Some(pb::ClassifyOptions { trace: detail as i32, store: false }),
                             idempotency_key: String::new(),
                         })
                         .await

@@ -4,6 +4,14 @@
 //! 3 a record does not fit the schema; 4 a rule could not be computed for a record; 5 a file
 //! could not be read.
 
+macro_rules! outln {
+    ($($t:tt)*) => { $crate::cli::out(&format!("{}\n", format_args!($($t)*))) };
+}
+
+macro_rules! outp {
+    ($($t:tt)*) => { $crate::cli::out(&format!($($t)*)) };
+}
+
 pub mod bench;
 pub mod serve;
 
@@ -18,6 +26,19 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// Stack of the server's threads: rule sets are checked to bound evaluation depth, and this
+/// leaves room for the deepest they allow.
+pub const RUNTIME_STACK: usize = 16 * 1024 * 1024;
+
+/// Writes to standard output; a closed pipe (`merit test | head`) ends the output quietly.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
 
 /// Exit codes a script can rely on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,14 +62,24 @@ impl From<Exit> for ExitCode {
 }
 
 #[derive(Parser)]
-#[command(
-    name = "merit",
-    version,
-    about = "Classify performance by the products delivered, under rules policy staff write"
-)]
+#[command(name = "merit", version, about = "Classify performance by the products delivered, under rules policy staff write")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--exemption N` or `--exemption unlimited`.
+#[derive(Clone, Copy, Debug)]
+struct ExemptionArg(Exemption);
+
+impl std::str::FromStr for ExemptionArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "unlimited" {
+            return Ok(ExemptionArg(Exemption::Unlimited));
+        }
+        s.parse().map(|n| ExemptionArg(Exemption::AtMost(n))).map_err(|_| format!("expected a whole number or `unlimited`, got `{s}`"))
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,7 +127,7 @@ enum Command {
         cohort: bool,
         /// An authority's exemption for the cohort: a number, or `unlimited`.
         #[arg(long, requires = "cohort")]
-        exemption: Option<String>,
+        exemption: Option<ExemptionArg>,
         /// How much trace to show.
         #[arg(long, value_enum, default_value = "full")]
         trace: TraceArg,
@@ -111,19 +142,9 @@ enum Command {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Check {
-            paths,
-            error_format,
-        } => check(&paths, error_format),
+        Command::Check { paths, error_format } => check(&paths, error_format),
         Command::Test { paths } => test(&paths),
-        Command::Classify {
-            rules,
-            input,
-            json,
-            cohort,
-            exemption,
-            trace,
-        } => classify(&rules, &input, json, cohort, exemption.as_deref(), trace),
+        Command::Classify { rules, input, json, cohort, exemption, trace } => classify(&rules, &input, json, cohort, exemption, trace),
         Command::Serve(args) => serve::serve(&args),
         Command::Bench(args) => bench::bench(&args),
     };
@@ -135,12 +156,9 @@ fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let entries =
-                std::fs::read_dir(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "merit"))
-                .collect();
+            let entries = std::fs::read_dir(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let mut files: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.extension().is_some_and(|x| x == "merit")).collect();
             files.sort();
             out.extend(files);
         } else {
@@ -153,9 +171,7 @@ fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 fn read(path: &Path) -> Result<String, String> {
     if path == Path::new("-") {
         let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        std::io::stdin().read_to_string(&mut s).map_err(|e| format!("cannot read standard input: {e}"))?;
         return Ok(s);
     }
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
@@ -173,10 +189,7 @@ fn load(path: &Path) -> Result<RuleSet, Exit> {
     match compile::compile(&path.display().to_string(), &text) {
         Ok((rs, warnings)) => {
             if !warnings.is_empty() {
-                eprint!(
-                    "{}",
-                    diagnostic::render_human(&rs.source, &warnings, color())
-                );
+                eprint!("{}", diagnostic::render_human(&rs.source, &warnings, color()));
             }
             Ok(rs)
         }
@@ -207,11 +220,10 @@ fn check(paths: &[PathBuf], format: ErrorFormat) -> Exit {
             }
         };
         let name = f.display().to_string();
-        let (source, diags): (crate::source::SourceFile, Vec<Diagnostic>) =
-            match compile::compile(&name, &text) {
-                Ok((rs, w)) => (rs.source, w),
-                Err((s, d)) => (s, d),
-            };
+        let (source, diags): (crate::source::SourceFile, Vec<Diagnostic>) = match compile::compile(&name, &text) {
+            Ok((rs, w)) => (rs.source, w),
+            Err((s, d)) => (s, d),
+        };
         errors += diags.iter().filter(|d| d.is_error()).count();
         warnings += diags.iter().filter(|d| !d.is_error()).count();
         match format {
@@ -224,7 +236,7 @@ fn check(paths: &[PathBuf], format: ErrorFormat) -> Exit {
         }
     }
     if let ErrorFormat::Json = format {
-        println!("{}", serde_json::Value::Array(json_out));
+        outln!("{}", serde_json::Value::Array(json_out));
     } else {
         eprintln!(
             "checked {} file{}: {errors} error{}, {warnings} warning{}",
@@ -261,44 +273,29 @@ fn test(paths: &[PathBuf]) -> Exit {
             Ok(rs) => rs,
             Err(_) => {
                 broken += 1;
-                println!("{}: does not compile", f.display());
+                outln!("{}: does not compile", f.display());
                 continue;
             }
         };
         for r in testing::run_tests(&rs) {
             if r.passed() {
                 passed += 1;
-                println!("test {}:{} {} ... ok", f.display(), r.loc.line, r.name);
+                outln!("test {}:{} {} ... ok", f.display(), r.loc.line, r.name);
             } else {
                 failed += 1;
-                println!("test {}:{} {} ... FAILED", f.display(), r.loc.line, r.name);
+                outln!("test {}:{} {} ... FAILED", f.display(), r.loc.line, r.name);
                 for msg in &r.failures {
-                    println!("    {msg}");
+                    outln!("    {msg}");
                 }
             }
         }
     }
-    let extra = if broken > 0 {
-        format!(", {broken} file{} did not compile", plural(broken))
-    } else {
-        String::new()
-    };
-    println!("{passed} passed, {failed} failed{extra}");
-    if failed > 0 || broken > 0 {
-        Exit::Failed
-    } else {
-        Exit::Ok
-    }
+    let extra = if broken > 0 { format!(", {broken} file{} did not compile", plural(broken)) } else { String::new() };
+    outln!("{passed} passed, {failed} failed{extra}");
+    if failed > 0 || broken > 0 { Exit::Failed } else { Exit::Ok }
 }
 
-fn classify(
-    rules: &Path,
-    input: &Path,
-    json: bool,
-    cohort: bool,
-    exemption: Option<&str>,
-    trace: TraceArg,
-) -> Exit {
+fn classify(rules: &Path, input: &Path, json: bool, cohort: bool, exemption: Option<ExemptionArg>, trace: TraceArg) -> Exit {
     let rs = match load(rules) {
         Ok(rs) => rs,
         Err(e) => return e,
@@ -336,23 +333,14 @@ fn classify(
         };
     }
     let serde_json::Value::Array(items) = value else {
-        eprintln!(
-            "error: {}: --cohort expects a JSON array of records",
-            input.display()
-        );
+        eprintln!("error: {}: --cohort expects a JSON array of records", input.display());
         return Exit::InvalidRecord;
     };
     let exemption = match exemption {
         None => Exemption::None,
-        Some("unlimited") => Exemption::Unlimited,
-        Some(n) => match n.parse() {
-            Ok(n) => Exemption::AtMost(n),
-            Err(_) => {
-                eprintln!("error: --exemption takes a whole number or `unlimited`, got `{n}`");
-                return Exit::InvalidRecord;
-            }
-        },
+        Some(ExemptionArg(e)) => e,
     };
+
     let mut records: Vec<Record> = Vec::new();
     let mut bad = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -376,36 +364,30 @@ fn classify(
                 if json {
                     answers.push(answer::to_json(&rs, rec, o));
                 } else {
-                    print!("{}", answer::to_human(&rs, rec, o));
+                    outp!("{}", answer::to_human(&rs, rec, o));
                 }
             }
             Err(e) => {
-                exit = if matches!(e, EvalError::Invalid(_)) {
-                    Exit::InvalidRecord
-                } else {
-                    Exit::RuleError
-                };
+                exit = if matches!(e, EvalError::Invalid(_)) { Exit::InvalidRecord } else { Exit::RuleError };
                 report_eval_error(&rs, input, Some(i), e);
+                if json {
+                    // The answers stay in input order: a failed record holds its error.
+                    answers.push(serde_json::json!({ "error": { "message": e.describe(&rs) } }));
+                }
             }
         }
     }
-    if json && exit == Exit::Ok {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::Value::Array(answers)).unwrap_or_default()
-        );
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&serde_json::Value::Array(answers)).unwrap_or_default());
     }
     exit
 }
 
 fn print_answer(rs: &RuleSet, record: &Record, o: &eval::Outcome, json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&answer::to_json(rs, record, o)).unwrap_or_default()
-        );
+        outln!("{}", serde_json::to_string_pretty(&answer::to_json(rs, record, o)).unwrap_or_default());
     } else {
-        print!("{}", answer::to_human(rs, record, o));
+        outp!("{}", answer::to_human(rs, record, o));
     }
 }
 

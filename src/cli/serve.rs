@@ -1,6 +1,6 @@
 //! `merit serve`: the gRPC service with hot reload, metrics and graceful shutdown.
 
-use super::Exit;
+use super::{Exit, RUNTIME_STACK};
 use crate::service::{self, Config, RuleSource};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,14 +8,8 @@ use std::time::Duration;
 
 /// The bundled rule files, embedded so `merit serve` works from any directory.
 pub const BUNDLED_RULES: [(&str, &str); 2] = [
-    (
-        "rules/reg366.merit",
-        include_str!("../../rules/reg366.merit"),
-    ),
-    (
-        "rules/decree335.merit",
-        include_str!("../../rules/decree335.merit"),
-    ),
+    ("rules/reg366.merit", include_str!("../../rules/reg366.merit")),
+    ("rules/decree335.merit", include_str!("../../rules/decree335.merit")),
 ];
 
 /// Options of `merit serve`; each has an environment variable.
@@ -52,18 +46,10 @@ pub struct ServeArgs {
 
 /// Sets up logging: `human` or `json`, filtered by RUST_LOG (default `info`).
 pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = if format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
 impl ServeArgs {
@@ -72,19 +58,11 @@ impl ServeArgs {
         let rules = match &self.rules {
             Some(dir) => RuleSource::Dir(dir.clone()),
             None if PathBuf::from("rules").is_dir() => RuleSource::Dir(PathBuf::from("rules")),
-            None => RuleSource::Memory(
-                BUNDLED_RULES
-                    .iter()
-                    .map(|(n, t)| (n.to_string(), t.to_string()))
-                    .collect(),
-            ),
+            None => RuleSource::Memory(BUNDLED_RULES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect()),
         };
         let metrics_listen = match self.metrics_listen.as_str() {
             "off" | "none" | "" => None,
-            a => Some(
-                a.parse()
-                    .map_err(|e| format!("--metrics-listen `{a}`: {e}"))?,
-            ),
+            a => Some(a.parse().map_err(|e| format!("--metrics-listen `{a}`: {e}"))?),
         };
         Ok(Config {
             rules,
@@ -92,8 +70,7 @@ impl ServeArgs {
             max_message_bytes: self.max_message_bytes,
             max_concurrent_requests: self.max_concurrent_requests,
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
-            reload_interval: (self.reload_interval_ms > 0)
-                .then(|| Duration::from_millis(self.reload_interval_ms)),
+            reload_interval: (self.reload_interval_ms > 0).then(|| Duration::from_millis(self.reload_interval_ms)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
         })
     }
@@ -109,10 +86,7 @@ pub fn serve(args: &ServeArgs) -> Exit {
             return Exit::Failed;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(RUNTIME_STACK).build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -160,10 +134,7 @@ pub fn serve(args: &ServeArgs) -> Exit {
 #[cfg(unix)]
 async fn wait_for_signals(reload: &tokio::sync::Notify) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };

@@ -87,12 +87,7 @@ pub fn hash_text(text: &str) -> String {
 fn build(checked: Checked, source: SourceFile) -> RuleSet {
     let hash = hash_text(&source.text);
     let mut flags = BTreeSet::new();
-    let rules = checked
-        .eligibility
-        .iter()
-        .chain(&checked.vetoes)
-        .chain(&checked.caps)
-        .chain(&checked.flags);
+    let rules = checked.eligibility.iter().chain(&checked.vetoes).chain(&checked.caps).chain(&checked.flags);
     for r in rules {
         if let Some(f) = &r.flag {
             flags.insert(f.code.clone());
@@ -115,10 +110,7 @@ fn build(checked: Checked, source: SourceFile) -> RuleSet {
     for l in &checked.lets {
         sources.push(info(&l.name, l.span, inputs_of(&checked, &l.expr)));
     }
-    let mut bases = SourceBases {
-        eligibility: sources.len(),
-        ..SourceBases::default()
-    };
+    let mut bases = SourceBases { eligibility: sources.len(), ..SourceBases::default() };
     for r in &checked.eligibility {
         sources.push(info(&r.name, r.span, inputs_of(&checked, &r.when)));
     }
@@ -130,11 +122,7 @@ fn build(checked: Checked, source: SourceFile) -> RuleSet {
     let levels = &checked.schema.levels;
     for b in &checked.classify.bands {
         let name = levels.get(b.level as usize).cloned().unwrap_or_default();
-        let inputs = b
-            .gate
-            .as_ref()
-            .map(|(g, _, _)| inputs_of(&checked, g))
-            .unwrap_or_default();
+        let inputs = b.gate.as_ref().map(|(g, _, _)| inputs_of(&checked, g)).unwrap_or_default();
         sources.push(info(&name, b.span, inputs));
     }
     bases.veto = sources.len();
@@ -153,14 +141,7 @@ fn build(checked: Checked, source: SourceFile) -> RuleSet {
     for q in &checked.quotas {
         sources.push(info(&q.name, q.span, Vec::new()));
     }
-    RuleSet {
-        checked,
-        source,
-        hash,
-        sources,
-        bases,
-        flag_codes: flags.into_iter().collect(),
-    }
+    RuleSet { checked, source, hash, sources, bases, flag_codes: flags.into_iter().collect() }
 }
 
 /// The declaration's text for the trace: comments dropped, whitespace runs collapsed.
@@ -206,25 +187,11 @@ fn inputs_of(c: &Checked, ex: &Ex) -> Vec<String> {
     let mut seen_lets = BTreeSet::new();
     let mut seen_items = BTreeSet::new();
     walk(c, ex, &mut slots, &mut seen_lets, &mut seen_items);
-    let fields = c
-        .schema
-        .records
-        .first()
-        .map(|r| r.fields.as_slice())
-        .unwrap_or(&[]);
-    slots
-        .into_iter()
-        .filter_map(|s: u16| fields.get(s as usize).map(|f| f.name.clone()))
-        .collect()
+    let fields = c.schema.records.first().map(|r| r.fields.as_slice()).unwrap_or(&[]);
+    slots.into_iter().filter_map(|s: u16| fields.get(s as usize).map(|f| f.name.clone())).collect()
 }
 
-fn walk(
-    c: &Checked,
-    ex: &Ex,
-    slots: &mut BTreeSet<u16>,
-    lets: &mut BTreeSet<usize>,
-    items: &mut BTreeSet<usize>,
-) {
+fn walk(c: &Checked, ex: &Ex, slots: &mut BTreeSet<u16>, lets: &mut BTreeSet<usize>, items: &mut BTreeSet<usize>) {
     let mut go = |e: &Ex| walk(c, e, slots, lets, items);
     match ex {
         Ex::Const(_) => {}
@@ -271,9 +238,7 @@ fn walk(
                 go(f);
             }
         }
-        Ex::Agg {
-            list, filter, item, ..
-        } => {
+        Ex::Agg { list, filter, item, .. } => {
             go(list);
             if let Some(f) = filter {
                 go(f);
@@ -289,27 +254,17 @@ fn walk(
 impl RuleSet {
     /// The index of a flag code.
     pub fn flag_index(&self, code: &str) -> Option<u16> {
-        self.flag_codes
-            .binary_search_by(|c| c.as_str().cmp(code))
-            .ok()
-            .and_then(|i| u16::try_from(i).ok())
+        self.flag_codes.binary_search_by(|c| c.as_str().cmp(code)).ok().and_then(|i| u16::try_from(i).ok())
     }
 
     /// A level's id.
     pub fn level_id(&self, l: u8) -> &str {
-        self.checked
-            .schema
-            .levels
-            .get(l as usize)
-            .map_or("", String::as_str)
+        self.checked.schema.levels.get(l as usize).map_or("", String::as_str)
     }
 
     /// A level's label.
     pub fn level_label(&self, l: u8) -> &str {
-        self.checked
-            .level_labels
-            .get(l as usize)
-            .map_or("", String::as_str)
+        self.checked.level_labels.get(l as usize).map_or("", String::as_str)
     }
 
     /// Whether a level is one of the ordered levels (not an outcome outside the order).
@@ -319,16 +274,11 @@ impl RuleSet {
 
     /// The effective date as `YYYY-MM-DD`.
     pub fn effective(&self) -> String {
-        crate::eval::date::format_date(self.checked.effective)
+        crate::date::format_date(self.checked.effective)
     }
 
     /// Whether a root field is a list (for rendering inputs).
     pub fn is_list_field(&self, slot: usize) -> bool {
-        self.checked
-            .schema
-            .records
-            .first()
-            .and_then(|r| r.fields.get(slot))
-            .is_some_and(|f| matches!(f.ty, FieldType::List(_)))
+        self.checked.schema.records.first().and_then(|r| r.fields.get(slot)).is_some_and(|f| matches!(f.ty, FieldType::List(_)))
     }
 }

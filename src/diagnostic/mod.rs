@@ -54,10 +54,7 @@ impl Diagnostic {
 
     /// A warning at `span`.
     pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(code, span, message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, span, message) }
     }
 
     /// With a label under the primary span.
@@ -115,15 +112,8 @@ pub fn render_human(file: &SourceFile, diagnostics: &[Diagnostic], color: bool) 
             Severity::Warning => cs::Severity::Warning,
         };
         let mut labels = vec![cs::Label::primary((), d.span.range()).with_message(&d.label)];
-        labels.extend(
-            d.secondary
-                .iter()
-                .map(|(s, m)| cs::Label::secondary((), s.range()).with_message(m)),
-        );
-        let mut diag = cs::Diagnostic::new(severity)
-            .with_code(d.code)
-            .with_message(&d.message)
-            .with_labels(labels);
+        labels.extend(d.secondary.iter().map(|(s, m)| cs::Label::secondary((), s.range()).with_message(m)));
+        let mut diag = cs::Diagnostic::new(severity).with_code(d.code).with_message(&d.message).with_labels(labels);
         if let Some(help) = &d.help {
             diag = diag.with_notes(vec![format!("help: {help}")]);
         }
@@ -199,14 +189,12 @@ pub fn to_json<'a>(file: &'a SourceFile, diagnostics: &'a [Diagnostic]) -> Vec<J
 }
 
 /// "did you mean `x`": the closest candidate by edit distance, if close enough.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let d = strsim::levenshtein(name, c);
-        if best.is_none_or(|(bd, _)| d < bd) {
+        // Ties go to the name that sorts first, so hints never depend on iteration order.
+        if best.is_none_or(|(bd, bc)| (d, c) < (bd, bc)) {
             best = Some((d, c));
         }
     }

@@ -5,7 +5,7 @@ use super::record::{Record, Value};
 use super::{ErrorKind, EvalError, RuleError};
 use crate::check::ir::{AggKind, Builtin, Const, Ex, Op};
 use crate::compile::RuleSet;
-use crate::eval::date;
+use crate::date;
 use crate::num::{Num, NumError};
 use crate::source::Span;
 use std::cmp::Ordering;
@@ -151,25 +151,23 @@ impl<'a> Ctx<'a> {
                 _ => 0,
             };
         }
-        Ctx {
-            rs,
-            root,
-            memo: vec![None; rs.checked.lets.len()],
-            item_memo: vec![None; total],
-            item_base,
-            failed_in: None,
-        }
+        Ctx { rs, root, memo: vec![None; rs.checked.lets.len()], item_memo: vec![None; total], item_base, failed_in: None }
     }
 
     /// Turns an error kind into an error naming the innermost value that failed, or `rule`.
     pub fn error(&self, kind: ErrorKind, rule: Option<(&str, Span)>) -> EvalError {
         let at = self.failed_in.or(rule);
-        EvalError::Rule(RuleError {
-            kind,
-            rule: at.map(|(n, _)| n.to_string()),
-            span: at.map(|(_, s)| s),
-            detail: "",
-        })
+        EvalError::Rule(RuleError { kind, rule: at.map(|(n, _)| n.to_string()), span: at.map(|(_, s)| s), detail: "" })
+    }
+
+    /// The value that failed so far (see [`Ctx::restore_failed_in`]).
+    pub fn failed_in_snapshot(&self) -> Option<(&'a str, Span)> {
+        self.failed_in
+    }
+
+    /// Forgets failures since a snapshot (messages are rendered best effort).
+    pub fn restore_failed_in(&mut self, saved: Option<(&'a str, Span)>) {
+        self.failed_in = saved;
     }
 
     fn note_failure(&mut self, name: &'a str, span: Span) {
@@ -178,12 +176,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn item_let_value(
-        &mut self,
-        id: usize,
-        frame: u8,
-        stack: &Stack<'a>,
-    ) -> Result<V<'a>, ErrorKind> {
+    fn item_let_value(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
         let Some((item, index)) = stack.frame(frame) else {
             return Err(ErrorKind::Internal);
         };
@@ -299,24 +292,13 @@ impl<'a> Ctx<'a> {
                     None => return Err(ErrorKind::NoArm),
                 }
             }
-            Ex::Agg {
-                kind,
-                list,
-                filter,
-                item,
-            } => self.aggregate(*kind, list, filter.as_deref(), item.as_deref(), stack)?,
+            Ex::Agg { kind, list, filter, item } => self.aggregate(*kind, list, filter.as_deref(), item.as_deref(), stack)?,
             Ex::Call(b, args) => self.call(*b, args, stack)?,
         })
     }
 
     #[inline(never)]
-    fn binary(
-        &mut self,
-        op: Op,
-        a: &'a Ex,
-        b: &'a Ex,
-        stack: &Stack<'a>,
-    ) -> Result<V<'a>, ErrorKind> {
+    fn binary(&mut self, op: Op, a: &'a Ex, b: &'a Ex, stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
         Ok(match op {
             Op::And => V::Bool(self.truth(a, stack)? && self.truth(b, stack)?),
             Op::Or => V::Bool(self.truth(a, stack)? || self.truth(b, stack)?),
@@ -399,11 +381,7 @@ impl<'a> Ctx<'a> {
                         None => v,
                         Some(b) => {
                             let ord = compare(v, b)?;
-                            let take = if kind == AggKind::Min {
-                                ord == Ordering::Less
-                            } else {
-                                ord == Ordering::Greater
-                            };
+                            let take = if kind == AggKind::Min { ord == Ordering::Less } else { ord == Ordering::Greater };
                             if take { v } else { b }
                         }
                     });
@@ -442,11 +420,7 @@ impl<'a> Ctx<'a> {
     fn call(&mut self, b: Builtin, args: &'a [Ex], stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
         let arg = |i: usize| args.get(i).ok_or(ErrorKind::Internal);
         Ok(match b {
-            Builtin::Round(places, mode) => V::Num(
-                self.num(arg(0)?, stack)?
-                    .round(places, mode)
-                    .map_err(num_err)?,
-            ),
+            Builtin::Round(places, mode) => V::Num(self.num(arg(0)?, stack)?.round(places, mode).map_err(num_err)?),
             Builtin::Min | Builtin::Max => {
                 let mut best: Option<V<'a>> = None;
                 for a in args {
@@ -455,11 +429,7 @@ impl<'a> Ctx<'a> {
                         None => v,
                         Some(cur) => {
                             let ord = compare(v, cur)?;
-                            let take = if b == Builtin::Min {
-                                ord == Ordering::Less
-                            } else {
-                                ord == Ordering::Greater
-                            };
+                            let take = if b == Builtin::Min { ord == Ordering::Less } else { ord == Ordering::Greater };
                             if take { v } else { cur }
                         }
                     });
@@ -470,24 +440,12 @@ impl<'a> Ctx<'a> {
                 let x = self.num(arg(0)?, stack)?;
                 let lo = self.num(arg(1)?, stack)?;
                 let hi = self.num(arg(2)?, stack)?;
-                let x = if x.cmp(&lo).map_err(num_err)? == Ordering::Less {
-                    lo
-                } else {
-                    x
-                };
-                V::Num(if x.cmp(&hi).map_err(num_err)? == Ordering::Greater {
-                    hi
-                } else {
-                    x
-                })
+                let x = if x.cmp(&lo).map_err(num_err)? == Ordering::Less { lo } else { x };
+                V::Num(if x.cmp(&hi).map_err(num_err)? == Ordering::Greater { hi } else { x })
             }
             Builtin::Abs => {
                 let x = self.num(arg(0)?, stack)?;
-                V::Num(if x.is_negative() {
-                    x.neg().map_err(num_err)?
-                } else {
-                    x
-                })
+                V::Num(if x.is_negative() { x.neg().map_err(num_err)? } else { x })
             }
             Builtin::Floor => V::Num(self.num(arg(0)?, stack)?.floor()),
             Builtin::Ceil => V::Num(self.num(arg(0)?, stack)?.ceil()),

@@ -4,7 +4,6 @@
 //! vetoes, caps, flags. Quotas come later, over a cohort ([`crate::cohort`]). Evaluation is a
 //! pure function of the rule set and the record: no clock, no randomness, no IO.
 
-pub mod date;
 mod expr;
 pub mod record;
 
@@ -73,27 +72,15 @@ pub enum EvalError {
 
 impl EvalError {
     pub(crate) fn internal(detail: &'static str) -> EvalError {
-        EvalError::Rule(RuleError {
-            kind: ErrorKind::Internal,
-            rule: None,
-            span: None,
-            detail,
-        })
+        EvalError::Rule(RuleError { kind: ErrorKind::Internal, rule: None, span: None, detail })
     }
 
     /// A one-line description, with the rule's place in `rs`'s file.
     pub fn describe(&self, rs: &RuleSet) -> String {
         match self {
-            EvalError::Invalid(errors) => errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
+            EvalError::Invalid(errors) => errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
             EvalError::Rule(e) => {
-                let at = e
-                    .span
-                    .map(|s| format!(" ({}:{})", rs.source.name, rs.source.line_col(s.lo)))
-                    .unwrap_or_default();
+                let at = e.span.map(|s| format!(" ({}:{})", rs.source.name, rs.source.line_col(s.lo))).unwrap_or_default();
                 match &e.rule {
                     Some(r) => format!("rule `{r}`{at}: {}", e.kind),
                     None => e.kind.to_string(),
@@ -232,10 +219,7 @@ impl Outcome {
 
     /// Flag codes, sorted.
     pub fn flag_codes<'r>(&self, rs: &'r RuleSet) -> Vec<&'r str> {
-        self.flags
-            .iter()
-            .filter_map(|&i| rs.flag_codes.get(i as usize).map(String::as_str))
-            .collect()
+        self.flags.iter().filter_map(|&i| rs.flag_codes.get(i as usize).map(String::as_str)).collect()
     }
 }
 
@@ -245,10 +229,15 @@ pub fn render_message<'a>(ctx: &mut Ctx<'a>, msg: &'a Message, stack: &Stack<'a>
     for part in &msg.parts {
         match part {
             MessagePart::Text(t) => out.push_str(t),
-            MessagePart::Expr(e) => match ctx.eval(e, stack) {
-                Ok(v) => out.push_str(&show_value(ctx.rs, v)),
-                Err(_) => out.push('?'),
-            },
+            MessagePart::Expr(e) => {
+                // A placeholder that fails shows `?` and must not be blamed for a later error.
+                let saved = ctx.failed_in_snapshot();
+                match ctx.eval(e, stack) {
+                    Ok(v) => out.push_str(&show_value(ctx.rs, v)),
+                    Err(_) => out.push('?'),
+                }
+                ctx.restore_failed_in(saved);
+            }
         }
     }
     out
@@ -261,7 +250,7 @@ pub fn show_value(rs: &RuleSet, v: V<'_>) -> String {
         V::Bool(b) => if b { "true" } else { "false" }.to_string(),
         V::Num(n) => n.to_string(),
         V::Text(t) => t.to_string(),
-        V::Date(d) => date::format_date(d),
+        V::Date(d) => crate::date::format_date(d),
         V::Enum(t, e) => record::enum_name(&rs.checked.schema, t, e).to_string(),
         V::Level(l) => rs.level_id(l).to_string(),
         V::List(items) => format!("{} items", items.len()),
@@ -295,10 +284,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
 
     // 1. Eligibility: the first that holds decides.
     for (i, r) in c.eligibility.iter().enumerate() {
-        if ctx
-            .truth(&r.when, &root)
-            .map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))?
-        {
+        if ctx.truth(&r.when, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
             let Some(Ex::Const(Const::Level(l))) = r.target else {
                 return Err(EvalError::internal("eligibility target"));
             };
@@ -334,10 +320,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
     for r in &c.invalid {
         match r.item_field {
             None => {
-                if ctx
-                    .truth(&r.when, &root)
-                    .map_err(|k| ctx.error(k, Some((&r.path, r.span))))?
-                {
+                if ctx.truth(&r.when, &root).map_err(|k| ctx.error(k, Some((&r.path, r.span))))? {
                     let message = render_message(ctx, &r.because, &root);
                     let path = rs
                         .checked
@@ -354,26 +337,15 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
                 let record::Value::List(items) = ctx.root.get(r.field) else {
                     continue;
                 };
-                let list_name = c
-                    .schema
-                    .records
-                    .first()
-                    .and_then(|x| x.fields.get(r.field as usize))
-                    .map(|f| f.name.clone())
-                    .unwrap_or_default();
+                let list_name =
+                    c.schema.records.first().and_then(|x| x.fields.get(r.field as usize)).map(|f| f.name.clone()).unwrap_or_default();
                 let item_name = r.path.rsplit('.').next().unwrap_or("").to_string();
                 let _ = item_slot;
                 for (i, item) in items.iter().enumerate() {
                     let stack = Stack::with_item(ctx.root, item, i);
-                    if ctx
-                        .truth(&r.when, &stack)
-                        .map_err(|k| ctx.error(k, Some((&r.path, r.span))))?
-                    {
+                    if ctx.truth(&r.when, &stack).map_err(|k| ctx.error(k, Some((&r.path, r.span))))? {
                         let message = render_message(ctx, &r.because, &stack);
-                        invalid.push(FieldError {
-                            path: format!("{list_name}[{i}].{item_name}"),
-                            message,
-                        });
+                        invalid.push(FieldError { path: format!("{list_name}[{i}].{item_name}"), message });
                     }
                 }
             }
@@ -391,19 +363,10 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
         };
         out.criteria.push((id, n));
         if full {
-            out.trace.push(TraceStep {
-                kind: StepKind::Criterion,
-                source: id,
-                value: TraceValue::Num(n),
-                levels: None,
-                message: None,
-            });
+            out.trace.push(TraceStep { kind: StepKind::Criterion, source: id, value: TraceValue::Num(n), levels: None, message: None });
         }
     }
-    let V::Num(total) = ctx
-        .let_value(c.classify.score)
-        .map_err(|k| ctx.error(k, None))?
-    else {
+    let V::Num(total) = ctx.let_value(c.classify.score).map_err(|k| ctx.error(k, None))? else {
         return Err(EvalError::internal("score type"));
     };
     out.total = Some(total);
@@ -423,12 +386,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
             break;
         }
     }
-    let band_level = c
-        .classify
-        .bands
-        .get(band_index)
-        .map(|b| b.level)
-        .unwrap_or(0);
+    let band_level = c.classify.bands.get(band_index).map(|b| b.level).unwrap_or(0);
     out.band = Some(band_level);
     if tracing {
         out.trace.push(TraceStep {
@@ -447,22 +405,14 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
                 break;
             }
             Some((g, msg, _)) => {
-                if ctx
-                    .truth(g, &root)
-                    .map_err(|k| ctx.error(k, Some((rs.level_id(b.level), b.span))))?
-                {
+                if ctx.truth(g, &root).map_err(|k| ctx.error(k, Some((rs.level_id(b.level), b.span))))? {
                     level = b.level;
                     break;
                 }
                 out.decided_by.push(rs.bases.band + i);
                 if tracing {
                     let message = render_message(ctx, msg, &root);
-                    let next = c
-                        .classify
-                        .bands
-                        .get(i + 1)
-                        .map(|n| n.level)
-                        .unwrap_or(b.level);
+                    let next = c.classify.bands.get(i + 1).map(|n| n.level).unwrap_or(b.level);
                     out.trace.push(TraceStep {
                         kind: StepKind::Gate,
                         source: rs.bases.band + i,
@@ -483,10 +433,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
     // 4. Vetoes.
     let mut vetoed = false;
     for (i, r) in c.vetoes.iter().enumerate() {
-        if ctx
-            .truth(&r.when, &root)
-            .map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))?
-        {
+        if ctx.truth(&r.when, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
             let Some(Ex::Const(Const::Level(to))) = r.target else {
                 return Err(EvalError::internal("veto target"));
             };
@@ -515,17 +462,11 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
     // 5. Caps, when no veto applied.
     if !vetoed {
         for (i, r) in c.caps.iter().enumerate() {
-            if !ctx
-                .truth(&r.when, &root)
-                .map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))?
-            {
+            if !ctx.truth(&r.when, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
                 continue;
             }
             let Some(target) = &r.target else { continue };
-            let cap = match ctx
-                .eval(target, &root)
-                .map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))?
-            {
+            let cap = match ctx.eval(target, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
                 V::Level(l) => l,
                 _ => continue, // an absent cap level does not apply
             };
@@ -555,10 +496,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
 
     // 6. Flag rules.
     for (i, r) in c.flags.iter().enumerate() {
-        if ctx
-            .truth(&r.when, &root)
-            .map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))?
-        {
+        if ctx.truth(&r.when, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
             if let Some(f) = &r.flag {
                 out.add_flag(rs, &f.code);
             }
@@ -597,20 +535,12 @@ fn threshold_met(t: Option<(crate::check::ir::Op, Num)>, total: Num) -> bool {
     use std::cmp::Ordering::*;
     match t {
         None => true,
-        Some((op, n)) => matches!(
-            (op, total.cmp(&n)),
-            (Op::Ge, Ok(Greater | Equal)) | (Op::Gt, Ok(Greater))
-        ),
+        Some((op, n)) => matches!((op, total.cmp(&n)), (Op::Ge, Ok(Greater | Equal)) | (Op::Gt, Ok(Greater))),
     }
 }
 
 /// "3.5 points short of excellent", "condition for good not met", "vetoed", "capped".
-fn next_level_note(
-    ctx: &mut Ctx<'_>,
-    out: &Outcome,
-    total: Num,
-    vetoed: bool,
-) -> Option<TraceStep> {
+fn next_level_note(ctx: &mut Ctx<'_>, out: &Outcome, total: Num, vetoed: bool) -> Option<TraceStep> {
     let rs = ctx.rs;
     let c = &rs.checked;
     if out.level == 0 || !rs.is_ordered(out.level) {
@@ -642,11 +572,7 @@ fn next_level_note(
     }
     for step in &out.trace {
         if step.kind == StepKind::Cap && step.levels.is_some() {
-            let name = rs
-                .sources
-                .get(step.source)
-                .map(|s| s.name.as_str())
-                .unwrap_or("");
+            let name = rs.sources.get(step.source).map(|s| s.name.as_str()).unwrap_or("");
             reasons.push(format!("capped by {name}"));
         }
     }

@@ -5,13 +5,12 @@
 //! text, integers as JSON integers, dates `YYYY-MM-DD`, enum values exactly as declared, text
 //! normalised to Unicode NFC.
 
-use crate::check::ir::{Bounds, Const, Field, FieldType, RecordTypeId, Role, Schema};
+use crate::check::ir::{Const, Field, FieldType, RecordTypeId, Role, Schema};
+use crate::date;
 use crate::diagnostic::did_you_mean;
-use crate::eval::date;
 use crate::num::Num;
 use serde_json::Value as Json;
 use std::fmt;
-use unicode_normalization::UnicodeNormalization;
 
 /// A field value of a validated record.
 #[derive(Clone, Debug)]
@@ -70,32 +69,11 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
+        if self.path.is_empty() { write!(f, "{}", self.message) } else { write!(f, "{}: {}", self.path, self.message) }
     }
 }
 
-/// Unicode NFC form of a text.
-pub fn nfc(s: &str) -> String {
-    s.nfc().collect()
-}
-
-/// Whether a number lies within bounds.
-pub fn within(n: &Num, b: &Bounds) -> bool {
-    use std::cmp::Ordering::*;
-    let lo = match b.min {
-        None => true,
-        Some((m, incl)) => matches!((n.cmp(&m), incl), (Ok(Greater), _) | (Ok(Equal), true)),
-    };
-    let hi = match b.max {
-        None => true,
-        Some((m, incl)) => matches!((n.cmp(&m), incl), (Ok(Less), _) | (Ok(Equal), true)),
-    };
-    lo && hi
-}
+pub use crate::check::ir::nfc;
 
 /// At most this many field errors are reported for one record.
 const MAX_ERRORS: usize = 50;
@@ -104,56 +82,31 @@ const MAX_ERRORS: usize = 50;
 pub fn from_json(schema: &Schema, json: &Json) -> Result<Record, Vec<FieldError>> {
     let mut errors = Vec::new();
     let record = decode_record(schema, 0, json, "", &mut errors);
-    if errors.is_empty() {
-        Ok(record)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(record) } else { Err(errors) }
 }
 
 /// Parses JSON text (decimals kept exact) and validates it.
 pub fn from_json_text(schema: &Schema, text: &str) -> Result<Record, Vec<FieldError>> {
-    let json: Json = serde_json::from_str(text).map_err(|e| {
-        vec![FieldError {
-            path: String::new(),
-            message: format!("not valid JSON: {e}"),
-        }]
-    })?;
+    let json: Json =
+        serde_json::from_str(text).map_err(|e| vec![FieldError { path: String::new(), message: format!("not valid JSON: {e}") }])?;
     from_json(schema, &json)
 }
 
 fn join(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_string()
-    } else {
-        format!("{path}.{name}")
-    }
+    if path.is_empty() { name.to_string() } else { format!("{path}.{name}") }
 }
 
 fn shown(v: &Json) -> String {
     let s = v.to_string();
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s
-    }
+    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s }
 }
 
-fn decode_record(
-    schema: &Schema,
-    rt: RecordTypeId,
-    json: &Json,
-    path: &str,
-    errors: &mut Vec<FieldError>,
-) -> Record {
+fn decode_record(schema: &Schema, rt: RecordTypeId, json: &Json, path: &str, errors: &mut Vec<FieldError>) -> Record {
     let Some(fields) = schema.records.get(rt).map(|r| &r.fields) else {
         return Record { slots: Vec::new() };
     };
     let Json::Object(map) = json else {
-        errors.push(FieldError {
-            path: path.to_string(),
-            message: format!("expected a record {{...}}, got {}", shown(json)),
-        });
+        errors.push(FieldError { path: path.to_string(), message: format!("expected a record {{...}}, got {}", shown(json)) });
         return Record { slots: Vec::new() };
     };
     for key in map.keys() {
@@ -163,10 +116,7 @@ fn decode_record(
                 Some(h) => format!("unknown field; {h}"),
                 None => "unknown field".to_string(),
             };
-            errors.push(FieldError {
-                path: join(path, key),
-                message,
-            });
+            errors.push(FieldError { path: join(path, key), message });
         }
     }
     let slots = fields
@@ -188,10 +138,7 @@ fn absent(f: &Field, path: &str, errors: &mut Vec<FieldError>) -> Value {
         None if f.optional => Value::Absent,
         None => {
             if errors.len() < MAX_ERRORS {
-                errors.push(FieldError {
-                    path: path.to_string(),
-                    message: "required field is missing".to_string(),
-                });
+                errors.push(FieldError { path: path.to_string(), message: "required field is missing".to_string() });
             }
             Value::Absent
         }
@@ -212,19 +159,10 @@ pub fn from_const(c: &Const) -> Value {
     }
 }
 
-fn decode_value(
-    schema: &Schema,
-    f: &Field,
-    v: &Json,
-    path: &str,
-    errors: &mut Vec<FieldError>,
-) -> Value {
+fn decode_value(schema: &Schema, f: &Field, v: &Json, path: &str, errors: &mut Vec<FieldError>) -> Value {
     let mut err = |message: String| {
         if errors.len() < MAX_ERRORS {
-            errors.push(FieldError {
-                path: path.to_string(),
-                message,
-            });
+            errors.push(FieldError { path: path.to_string(), message });
         }
         Value::Absent
     };
@@ -233,10 +171,7 @@ fn decode_value(
             Json::String(s) => {
                 let t = nfc(s);
                 if f.role == Some(Role::Period) && date::parse_period(&t).is_none() {
-                    return err(format!(
-                        "expected a period such as \"2025\", \"2025-Q3\" or \"2025-07\", got {}",
-                        shown(v)
-                    ));
+                    return err(format!("expected a period such as \"2025\", \"2025-Q3\" or \"2025-07\", got {}", shown(v)));
                 }
                 Value::Text(t.into_boxed_str())
             }
@@ -248,18 +183,12 @@ fn decode_value(
         },
         FieldType::Integer(b) => {
             let n = match v {
-                Json::Number(n) if !n.as_str().contains(['.', 'e', 'E']) => {
-                    Num::parse_decimal(n.as_str()).ok()
-                }
+                Json::Number(n) if !n.as_str().contains(['.', 'e', 'E']) => Num::parse_decimal(n.as_str()).ok(),
                 _ => None,
             };
             match n {
-                Some(n) if within(&n, b) => Value::Num(n),
-                Some(_) => err(format!(
-                    "expected a whole number {}, got {}",
-                    b.describe(),
-                    shown(v)
-                )),
+                Some(n) if b.contains(&n) => Value::Num(n),
+                Some(_) => err(format!("expected a whole number {}, got {}", b.describe(), shown(v))),
                 None => err(format!("expected a whole number, got {}", shown(v))),
             }
         }
@@ -271,21 +200,14 @@ fn decode_value(
             };
             match text.map(Num::parse_decimal) {
                 Some(Ok(n)) => {
-                    if within(&n, b) {
+                    if b.contains(&n) {
                         Value::Num(n)
                     } else {
-                        err(format!(
-                            "expected a decimal {}, got {}",
-                            b.describe(),
-                            shown(v)
-                        ))
+                        err(format!("expected a decimal {}, got {}", b.describe(), shown(v)))
                     }
                 }
                 Some(Err(e)) => err(format!("expected a decimal number, got {} ({e})", shown(v))),
-                None => err(format!(
-                    "expected a decimal number (as text such as \"62.99\" or a JSON number), got {}",
-                    shown(v)
-                )),
+                None => err(format!("expected a decimal number (as text such as \"62.99\" or a JSON number), got {}", shown(v))),
             }
         }
         FieldType::Date => match v {
@@ -298,66 +220,30 @@ fn decode_value(
         FieldType::Level => {
             let levels = schema.levels.get(..schema.ordered_levels).unwrap_or(&[]);
             match v {
-                Json::String(s) => match levels
-                    .iter()
-                    .position(|l| l == s)
-                    .and_then(|i| u8::try_from(i).ok())
-                {
+                Json::String(s) => match levels.iter().position(|l| l == s).and_then(|i| u8::try_from(i).ok()) {
                     Some(i) => Value::Level(i),
-                    None => err(format!(
-                        "expected one of {}, got {}",
-                        levels.join(", "),
-                        shown(v)
-                    )),
+                    None => err(format!("expected one of {}, got {}", levels.join(", "), shown(v))),
                 },
-                _ => err(format!(
-                    "expected one of {}, got {}",
-                    levels.join(", "),
-                    shown(v)
-                )),
+                _ => err(format!("expected one of {}, got {}", levels.join(", "), shown(v))),
             }
         }
         FieldType::Enum(e) => {
-            let values = schema
-                .enums
-                .get(*e)
-                .map(|e| e.values.as_slice())
-                .unwrap_or(&[]);
+            let values = schema.enums.get(*e).map(|e| e.values.as_slice()).unwrap_or(&[]);
             match v {
-                Json::String(s) => match values
-                    .iter()
-                    .position(|x| x == s)
-                    .and_then(|i| u16::try_from(i).ok())
-                {
+                Json::String(s) => match values.iter().position(|x| x == s).and_then(|i| u16::try_from(i).ok()) {
                     Some(i) => Value::Enum(u16::try_from(*e).unwrap_or(u16::MAX), i),
-                    None => err(format!(
-                        "expected one of {}, got {}",
-                        values.join(", "),
-                        shown(v)
-                    )),
+                    None => err(format!("expected one of {}, got {}", values.join(", "), shown(v))),
                 },
-                _ => err(format!(
-                    "expected one of {}, got {}",
-                    values.join(", "),
-                    shown(v)
-                )),
+                _ => err(format!("expected one of {}, got {}", values.join(", "), shown(v))),
             }
         }
         FieldType::List(rt) => match v {
             Json::Array(items) => Value::List(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        decode_record(schema, *rt, item, &format!("{path}[{i}]"), errors)
-                    })
-                    .collect(),
+                items.iter().enumerate().map(|(i, item)| decode_record(schema, *rt, item, &format!("{path}[{i}]"), errors)).collect(),
             ),
             _ => err(format!("expected a list [...], got {}", shown(v))),
         },
-        FieldType::Record(rt) => {
-            Value::Record(Box::new(decode_record(schema, *rt, v, path, errors)))
-        }
+        FieldType::Record(rt) => Value::Record(Box::new(decode_record(schema, *rt, v, path, errors))),
     }
 }
 
@@ -382,13 +268,9 @@ fn record_json(schema: &Schema, rt: RecordTypeId, record: &Record) -> Json {
             Value::Text(t) => Json::String(t.to_string()),
             Value::Date(d) => Json::String(date::format_date(*d)),
             Value::Enum(t, e) => Json::String(enum_name(schema, *t, *e).to_string()),
-            Value::Level(l) => {
-                Json::String(schema.levels.get(*l as usize).cloned().unwrap_or_default())
-            }
+            Value::Level(l) => Json::String(schema.levels.get(*l as usize).cloned().unwrap_or_default()),
             Value::List(items) => match f.ty {
-                FieldType::List(irt) => {
-                    Json::Array(items.iter().map(|i| record_json(schema, irt, i)).collect())
-                }
+                FieldType::List(irt) => Json::Array(items.iter().map(|i| record_json(schema, irt, i)).collect()),
                 _ => Json::Array(Vec::new()),
             },
             Value::Record(r) => match f.ty {
@@ -403,9 +285,5 @@ fn record_json(schema: &Schema, rt: RecordTypeId, record: &Record) -> Json {
 
 /// The declared name of an enum value.
 pub fn enum_name(schema: &Schema, t: u16, e: u16) -> &str {
-    schema
-        .enums
-        .get(t as usize)
-        .and_then(|en| en.values.get(e as usize))
-        .map_or("", String::as_str)
+    schema.enums.get(t as usize).and_then(|en| en.values.get(e as usize)).map_or("", String::as_str)
 }

@@ -5,9 +5,10 @@ use super::pb;
 use crate::answer;
 use crate::check::ir::{Const, Field, FieldType, Role, Schema};
 use crate::compile::RuleSet;
+use crate::date;
 use crate::diagnostic::{Diagnostic, Severity};
+use crate::eval::Outcome;
 use crate::eval::record::Record;
-use crate::eval::{Outcome, date};
 use crate::registry::Loaded;
 use crate::source::SourceFile;
 use serde_json::{Map, Value as Json};
@@ -15,12 +16,7 @@ use serde_json::{Map, Value as Json};
 /// A record value tree as JSON: decimals as exact JSON numbers (read from their text), dates
 /// and text as strings, an unset value as null (absent).
 pub fn record_json(r: &pb::RecordValue) -> Json {
-    Json::Object(
-        r.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), value_json(v)))
-            .collect::<Map<_, _>>(),
-    )
+    Json::Object(r.fields.iter().map(|(k, v)| (k.clone(), value_json(v))).collect::<Map<_, _>>())
 }
 
 fn value_json(v: &pb::Value) -> Json {
@@ -43,9 +39,7 @@ fn value_json(v: &pb::Value) -> Json {
 /// A JSON record as a value tree (for clients and tests that hold JSON).
 pub fn json_record(j: &Json) -> pb::RecordValue {
     match j {
-        Json::Object(m) => pb::RecordValue {
-            fields: m.iter().map(|(k, v)| (k.clone(), json_value(v))).collect(),
-        },
+        Json::Object(m) => pb::RecordValue { fields: m.iter().map(|(k, v)| (k.clone(), json_value(v))).collect() },
         _ => pb::RecordValue::default(),
     }
 }
@@ -59,14 +53,8 @@ fn json_value(j: &Json) -> pb::Value {
             Some(i) if !n.as_str().contains(['.', 'e', 'E']) => Some(Kind::Integer(i)),
             _ => Some(Kind::Decimal(n.as_str().to_string())),
         },
-        Json::String(s) => Some(if date::parse_date(s).is_some() {
-            Kind::Date(s.clone())
-        } else {
-            Kind::Text(s.clone())
-        }),
-        Json::Array(items) => Some(Kind::List(pb::ListValue {
-            items: items.iter().map(json_value).collect(),
-        })),
+        Json::String(s) => Some(if date::parse_date(s).is_some() { Kind::Date(s.clone()) } else { Kind::Text(s.clone()) }),
+        Json::Array(items) => Some(Kind::List(pb::ListValue { items: items.iter().map(json_value).collect() })),
         Json::Object(_) => Some(Kind::Record(json_record(j))),
     };
     pb::Value { kind }
@@ -74,11 +62,7 @@ fn json_value(j: &Json) -> pb::Value {
 
 /// The rule set's identity.
 pub fn identity(rs: &RuleSet) -> pb::RuleSetIdentity {
-    pb::RuleSetIdentity {
-        id: rs.checked.id.clone(),
-        version: rs.checked.version.clone(),
-        hash: rs.hash.clone(),
-    }
+    pb::RuleSetIdentity { id: rs.checked.id.clone(), version: rs.checked.version.clone(), hash: rs.hash.clone() }
 }
 
 /// The answer for one record: the same fields as `merit classify --json`.
@@ -91,9 +75,7 @@ pub fn classification(rs: &RuleSet, record: &Record, o: &Outcome) -> pb::Classif
             pb::TraceStep {
                 step: s.kind.as_str().to_string(),
                 rule: src.map(|x| x.name.clone()).unwrap_or_default(),
-                at: src
-                    .map(|x| format!("{}:{}", rs.source.name, x.loc))
-                    .unwrap_or_default(),
+                at: src.map(|x| format!("{}:{}", rs.source.name, x.loc)).unwrap_or_default(),
                 text: src.map(|x| x.text.clone()).unwrap_or_default(),
                 inputs: src.map(|x| x.inputs.clone()).unwrap_or_default(),
                 value: answer::value_text(rs, &s.value).unwrap_or_default(),
@@ -117,11 +99,7 @@ pub fn classification(rs: &RuleSet, record: &Record, o: &Outcome) -> pb::Classif
         criteria: answer::criteria_by_name(rs, o),
         flags: o.flag_codes(rs).into_iter().map(str::to_string).collect(),
         trace,
-        quota: o.quota.map(|q| pb::QuotaPlace {
-            position: q.position,
-            limit: q.limit,
-            tied: q.tied,
-        }),
+        quota: o.quota.map(|q| pb::QuotaPlace { position: q.position, limit: q.limit, tied: q.tied }),
     }
 }
 
@@ -137,12 +115,7 @@ pub fn diagnostic(source: &SourceFile, d: &Diagnostic) -> pb::Diagnostic {
         code: d.code.to_string(),
         message: d.message.clone(),
         hint: d.help.clone().unwrap_or_default(),
-        range: Some(pb::SourceRange {
-            start_line: a.line,
-            start_column: a.col,
-            end_line: b.line,
-            end_column: b.col,
-        }),
+        range: Some(pb::SourceRange { start_line: a.line, start_column: a.col, end_line: b.line, end_column: b.col }),
     }
 }
 
@@ -162,11 +135,7 @@ pub fn schema(schema: &Schema) -> Vec<pb::FieldSchema> {
 }
 
 fn fields(schema: &Schema, rt: usize) -> Vec<pb::FieldSchema> {
-    schema
-        .records
-        .get(rt)
-        .map(|r| r.fields.iter().map(|f| field(schema, f)).collect())
-        .unwrap_or_default()
+    schema.records.get(rt).map(|r| r.fields.iter().map(|f| field(schema, f)).collect()).unwrap_or_default()
 }
 
 fn field(schema: &Schema, f: &Field) -> pb::FieldSchema {
@@ -176,27 +145,8 @@ fn field(schema: &Schema, f: &Field) -> pb::FieldSchema {
         FieldType::Integer(b) => ("integer", Vec::new(), Vec::new(), b.describe()),
         FieldType::Decimal(b) => ("decimal", Vec::new(), Vec::new(), b.describe()),
         FieldType::Date => ("date", Vec::new(), Vec::new(), String::new()),
-        FieldType::Level => (
-            "level",
-            schema
-                .levels
-                .iter()
-                .take(schema.ordered_levels)
-                .cloned()
-                .collect(),
-            Vec::new(),
-            String::new(),
-        ),
-        FieldType::Enum(e) => (
-            "choice",
-            schema
-                .enums
-                .get(*e)
-                .map(|x| x.values.clone())
-                .unwrap_or_default(),
-            Vec::new(),
-            String::new(),
-        ),
+        FieldType::Level => ("level", schema.levels.iter().take(schema.ordered_levels).cloned().collect(), Vec::new(), String::new()),
+        FieldType::Enum(e) => ("choice", schema.enums.get(*e).map(|x| x.values.clone()).unwrap_or_default(), Vec::new(), String::new()),
         FieldType::List(r) => ("list", Vec::new(), fields(schema, *r), String::new()),
         FieldType::Record(r) => ("record", Vec::new(), fields(schema, *r), String::new()),
     };

@@ -82,19 +82,11 @@ fn log_reports(reports: &[LoadReport]) -> bool {
     let mut ok = true;
     for r in reports {
         match r {
-            LoadReport::Loaded {
-                file,
-                rule_set,
-                hash,
-            } => tracing::info!(%file, %rule_set, %hash, "rule set loaded"),
+            LoadReport::Loaded { file, rule_set, hash } => tracing::info!(%file, %rule_set, %hash, "rule set loaded"),
             LoadReport::Removed { file } => {
                 tracing::info!(%file, "rule file removed; no longer served")
             }
-            LoadReport::Rejected {
-                file,
-                why,
-                kept_previous,
-            } => {
+            LoadReport::Rejected { file, why, kept_previous } => {
                 ok = false;
                 tracing::error!(%file, kept_previous = *kept_previous, "rule file rejected; it is not served:\n{why}");
             }
@@ -104,17 +96,7 @@ fn log_reports(reports: &[LoadReport]) -> bool {
 }
 
 fn publish(state: &State, reg: Registry) {
-    state.metrics.set_rule_sets(
-        reg.all()
-            .map(|l| {
-                (
-                    l.rs.checked.id.clone(),
-                    l.rs.checked.version.clone(),
-                    l.rs.hash.clone(),
-                )
-            })
-            .collect(),
-    );
+    state.metrics.set_rule_sets(reg.all().map(|l| (l.rs.checked.id.clone(), l.rs.checked.version.clone(), l.rs.hash.clone())).collect());
     state.registry.store(Arc::new(reg));
 }
 
@@ -132,11 +114,8 @@ pub fn initial_registry(rules: &RuleSource) -> Result<Registry, String> {
                 match crate::compile::compile(name, text) {
                     Ok((rs, _)) => sets.push((name.clone(), rs)),
                     Err((source, diags)) => {
-                        let why: Vec<String> = diags
-                            .iter()
-                            .filter(|d| d.is_error())
-                            .map(|d| crate::diagnostic::render_line(&source, d))
-                            .collect();
+                        let why: Vec<String> =
+                            diags.iter().filter(|d| d.is_error()).map(|d| crate::diagnostic::render_line(&source, d)).collect();
                         return Err(format!("{name} does not compile:\n{}", why.join("\n")));
                     }
                 }
@@ -154,11 +133,7 @@ fn dir_signature(dir: &std::path::Path) -> Vec<(PathBuf, u64, Option<std::time::
                 .filter(|e| e.path().extension().is_some_and(|x| x == "merit"))
                 .map(|e| {
                     let meta = e.metadata().ok();
-                    (
-                        e.path(),
-                        meta.as_ref().map_or(0, std::fs::Metadata::len),
-                        meta.and_then(|m| m.modified().ok()),
-                    )
+                    (e.path(), meta.as_ref().map_or(0, std::fs::Metadata::len), meta.and_then(|m| m.modified().ok()))
                 })
                 .collect()
         })
@@ -188,8 +163,7 @@ async fn watch(state: State, dir: PathBuf, interval: Option<Duration>, now: Arc<
         last = sig;
         let current = state.registry.load_full();
         let d = dir.clone();
-        let result =
-            tokio::task::spawn_blocking(move || Registry::load_dir(&d, Some(&current))).await;
+        let result = tokio::task::spawn_blocking(move || Registry::load_dir(&d, Some(&current))).await;
         match result {
             Ok(Ok((reg, reports))) => {
                 let ok = log_reports(&reports);
@@ -248,27 +222,17 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
 
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let registry = initial_registry(&config.rules)?;
-    let state = State {
-        registry: Arc::new(ArcSwap::from_pointee(Registry::default())),
-        metrics: Arc::new(Metrics::default()),
-    };
+    let state = State { registry: Arc::new(ArcSwap::from_pointee(Registry::default())), metrics: Arc::new(Metrics::default()) };
     publish(&state, registry);
 
     let reload = Arc::new(Notify::new());
     let mut background = Vec::new();
     if let RuleSource::Dir(dir) = &config.rules {
-        background.push(tokio::spawn(watch(
-            state.clone(),
-            dir.clone(),
-            config.reload_interval,
-            reload.clone(),
-        )));
+        background.push(tokio::spawn(watch(state.clone(), dir.clone(), config.reload_interval, reload.clone())));
     }
     let metrics_addr = match config.metrics_listen {
         Some(a) => {
-            let l = TcpListener::bind(a)
-                .await
-                .map_err(|e| format!("cannot listen for metrics on {a}: {e}"))?;
+            let l = TcpListener::bind(a).await.map_err(|e| format!("cannot listen for metrics on {a}: {e}"))?;
             let bound = l.local_addr().ok();
             background.push(tokio::spawn(metrics::serve_http(l, state.metrics.clone())));
             bound
@@ -285,12 +249,8 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
     let rule_sets = RuleSetServiceServer::new(rpc::RuleSets::new(state.clone()))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
-    health_reporter
-        .set_serving::<ClassificationServiceServer<rpc::Classifier>>()
-        .await;
-    health_reporter
-        .set_serving::<RuleSetServiceServer<rpc::RuleSets>>()
-        .await;
+    health_reporter.set_serving::<ClassificationServiceServer<rpc::Classifier>>().await;
+    health_reporter.set_serving::<RuleSetServiceServer<rpc::RuleSets>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -311,20 +271,11 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
         let signal = async move {
             let _ = rx.await;
             tracing::info!("shutting down: draining requests in flight");
-            reporter
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
-            reporter
-                .set_not_serving::<ClassificationServiceServer<rpc::Classifier>>()
-                .await;
-            reporter
-                .set_not_serving::<RuleSetServiceServer<rpc::RuleSets>>()
-                .await;
+            reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            reporter.set_not_serving::<ClassificationServiceServer<rpc::Classifier>>().await;
+            reporter.set_not_serving::<RuleSetServiceServer<rpc::RuleSets>>().await;
         };
-        let layer = tower::ServiceBuilder::new()
-            .load_shed()
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limit))
-            .into_inner();
+        let layer = tower::ServiceBuilder::new().load_shed().layer(tower::limit::GlobalConcurrencyLimitLayer::new(limit)).into_inner();
         let server = tonic::transport::Server::builder()
             .timeout(timeout)
             .layer(layer)
@@ -333,10 +284,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
             .add_service(reflection_v1alpha)
             .add_service(classification)
             .add_service(rule_sets)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                signal,
-            );
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), signal);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(async move {
             let r = server.await;
@@ -355,12 +303,5 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
         }
     });
     tracing::info!(%addr, "merit serving");
-    Ok(Running {
-        addr,
-        metrics_addr,
-        reload,
-        state,
-        shutdown: Some(tx),
-        task,
-    })
+    Ok(Running { addr, metrics_addr, reload, state, shutdown: Some(tx), task })
 }

@@ -39,11 +39,7 @@ pub fn eval_error(rs: &RuleSet, e: &EvalError, prefix: &str) -> Status {
         EvalError::Rule(r) => {
             let mut details = ErrorDetails::new();
             let rule = r.rule.clone().unwrap_or_default();
-            details.add_precondition_failure_violation(
-                "RULE",
-                format!("{}@{}:{rule}", rs.checked.id, rs.checked.version),
-                e.describe(rs),
-            );
+            details.add_precondition_failure_violation("RULE", format!("{}@{}:{rule}", rs.checked.id, rs.checked.version), e.describe(rs));
             let mut meta = HashMap::new();
             meta.insert("rule".to_string(), rule);
             meta.insert("ruleset".to_string(), rs.checked.id.clone());

@@ -333,6 +333,26 @@ pub struct Expr {
     pub kind: ExprKind,
     /// Where it was written.
     pub span: Span,
+    /// Nesting depth: 1 for a leaf (bounded by the parser, so later stages may recurse).
+    pub depth: u32,
+}
+
+impl Expr {
+    /// A node over already built children; its depth is one more than its deepest child.
+    pub fn node(kind: ExprKind, span: Span) -> Expr {
+        let child = |e: &Expr| e.depth;
+        let depth = match &kind {
+            ExprKind::Number(_) | ExprKind::Text(_) | ExprKind::Bool(_) | ExprKind::Name(_) => 0,
+            ExprKind::Field(b, _) | ExprKind::Not(b) | ExprKind::Neg(b) | ExprKind::Present(b, _) => child(b),
+            ExprKind::In(b, xs) => xs.iter().map(child).chain([child(b)]).max().unwrap_or(0),
+            ExprKind::Binary(_, a, b) => child(a).max(child(b)),
+            ExprKind::If(a, b, c) => child(a).max(child(b)).max(child(c)),
+            ExprKind::Match(s, arms) => arms.iter().map(|a| child(&a.value)).chain([child(s)]).max().unwrap_or(0),
+            ExprKind::Aggregate { filter, item, .. } => filter.iter().chain(item.iter()).map(|e| child(e)).max().unwrap_or(0),
+            ExprKind::Call(_, args) => args.iter().map(child).max().unwrap_or(0),
+        };
+        Expr { kind, span, depth: depth.saturating_add(1) }
+    }
 }
 
 /// Binary operators.

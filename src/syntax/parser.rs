@@ -30,10 +30,7 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
         .op(Op::infix(Rule::op_mul, Assoc::Left) | Op::infix(Rule::op_div, Assoc::Left))
         .op(Op::infix(Rule::op_coalesce, Assoc::Left))
         .op(Op::prefix(Rule::op_neg))
-        .op(Op::postfix(Rule::op_present)
-            | Op::postfix(Rule::op_absent)
-            | Op::postfix(Rule::op_in)
-            | Op::postfix(Rule::op_field))
+        .op(Op::postfix(Rule::op_present) | Op::postfix(Rule::op_absent) | Op::postfix(Rule::op_in) | Op::postfix(Rule::op_field))
 });
 
 /// Deepest expression nesting accepted; deeper input is an error, never a stack overflow.
@@ -50,29 +47,18 @@ pub fn parse(text: &str) -> Result<RuleFile, Diagnostic> {
         ));
     }
     let mut pairs = Grammar::parse(Rule::file, text).map_err(pest_error)?;
-    let file = pairs
-        .next()
-        .ok_or_else(|| Diagnostic::error("syntax", Span::default(), "empty file"))?;
+    let file = pairs.next().ok_or_else(|| Diagnostic::error("syntax", Span::default(), "empty file"))?;
     lower_file(file)
 }
 
 /// Parses one expression (used for `{...}` interpolations in messages).
 pub fn parse_expr(text: &str) -> Result<Expr, Diagnostic> {
     if max_bracket_depth(text) > MAX_DEPTH {
-        return Err(Diagnostic::error(
-            "nesting-too-deep",
-            Span::new(0, text.len()),
-            "expression nests too deep",
-        ));
+        return Err(Diagnostic::error("nesting-too-deep", Span::new(0, text.len()), "expression nests too deep"));
     }
     let mut pairs = Grammar::parse(Rule::expr_only, text).map_err(pest_error)?;
-    let only = pairs
-        .next()
-        .ok_or_else(|| Diagnostic::error("syntax", Span::default(), "empty expression"))?;
-    let e = only
-        .into_inner()
-        .next()
-        .ok_or_else(|| Diagnostic::error("syntax", Span::default(), "empty expression"))?;
+    let only = pairs.next().ok_or_else(|| Diagnostic::error("syntax", Span::default(), "empty expression"))?;
+    let e = only.into_inner().next().ok_or_else(|| Diagnostic::error("syntax", Span::default(), "empty expression"))?;
     expr(e)
 }
 
@@ -98,10 +84,7 @@ fn pest_error(e: pest::error::Error<Rule>) -> Diagnostic {
         InputLocation::Span((a, b)) => Span::new(a, b),
     };
     let message = match &e.variant {
-        ErrorVariant::ParsingError {
-            positives,
-            negatives,
-        } => {
+        ErrorVariant::ParsingError { positives, negatives } => {
             let mut names: Vec<&str> = positives.iter().filter_map(|r| rule_name(*r)).collect();
             names.sort_unstable();
             names.dedup();
@@ -151,12 +134,8 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::gate => "`require`",
         Rule::cmp_op => "a comparison",
         Rule::op_or | Rule::op_and => "`and` / `or`",
-        Rule::op_eq | Rule::op_ne | Rule::op_lt | Rule::op_le | Rule::op_gt | Rule::op_ge => {
-            "an operator"
-        }
-        Rule::op_add | Rule::op_sub | Rule::op_mul | Rule::op_div | Rule::op_coalesce => {
-            "an operator"
-        }
+        Rule::op_eq | Rule::op_ne | Rule::op_lt | Rule::op_le | Rule::op_gt | Rule::op_ge => "an operator",
+        Rule::op_add | Rule::op_sub | Rule::op_mul | Rule::op_div | Rule::op_coalesce => "an operator",
         Rule::object => "`{`",
         Rule::array => "`[`",
         Rule::pair => "a field name",
@@ -175,32 +154,21 @@ fn span_of(p: &P<'_>) -> Span {
 }
 
 fn bug(p: &P<'_>) -> Diagnostic {
-    Diagnostic::error(
-        "syntax",
-        span_of(p),
-        format!("unexpected {:?}", p.as_rule()),
-    )
+    Diagnostic::error("syntax", span_of(p), format!("unexpected {:?}", p.as_rule()))
 }
 
 /// Takes the next inner pair, or reports the parent as malformed (cannot happen for text the grammar accepted).
 fn next<'a>(it: &mut impl Iterator<Item = P<'a>>, parent: Span) -> Result<P<'a>, Diagnostic> {
-    it.next()
-        .ok_or_else(|| Diagnostic::error("syntax", parent, "incomplete declaration"))
+    it.next().ok_or_else(|| Diagnostic::error("syntax", parent, "incomplete declaration"))
 }
 
 fn ident(p: P<'_>) -> Ident {
-    Ident {
-        name: p.as_str().to_string(),
-        span: span_of(&p),
-    }
+    Ident { name: p.as_str().to_string(), span: span_of(&p) }
 }
 
 /// Unescapes a string literal's text (without quotes).
 pub fn unquote(raw: &str) -> String {
-    let inner = raw
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(raw);
+    let inner = raw.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(raw);
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {
@@ -243,13 +211,7 @@ fn lower_file(file: P<'_>) -> Result<RuleFile, Diagnostic> {
         }
         items.push(item(p)?);
     }
-    Ok(RuleFile {
-        id,
-        title,
-        version,
-        effective,
-        items,
-    })
+    Ok(RuleFile { id, title, version, effective, items })
 }
 
 fn item(p: P<'_>) -> Result<Item, Diagnostic> {
@@ -265,19 +227,9 @@ fn item(p: P<'_>) -> Result<Item, Diagnostic> {
             let mut it = p.into_inner();
             let first = ident(next(&mut it, span)?);
             let second = next(&mut it, span)?;
-            let (list, name, e) = if second.as_rule() == Rule::ident {
-                (Some(first), ident(second), next(&mut it, span)?)
-            } else {
-                (None, first, second)
-            };
-            Item::Let(LetDecl {
-                list,
-                name,
-                label: None,
-                max: None,
-                expr: expr(e)?,
-                span,
-            })
+            let (list, name, e) =
+                if second.as_rule() == Rule::ident { (Some(first), ident(second), next(&mut it, span)?) } else { (None, first, second) };
+            Item::Let(LetDecl { list, name, label: None, max: None, expr: expr(e)?, span })
         }
         Rule::criterion_decl => {
             let mut it = p.into_inner();
@@ -285,34 +237,17 @@ fn item(p: P<'_>) -> Result<Item, Diagnostic> {
             let label = string(next(&mut it, span)?).0;
             let third = next(&mut it, span)?;
             let (max, e) = if third.as_rule() == Rule::number {
-                (
-                    Some((third.as_str().to_string(), span_of(&third))),
-                    next(&mut it, span)?,
-                )
+                (Some((third.as_str().to_string(), span_of(&third))), next(&mut it, span)?)
             } else {
                 (None, third)
             };
-            Item::Criterion(LetDecl {
-                list: None,
-                name,
-                label: Some(label),
-                max,
-                expr: expr(e)?,
-                span,
-            })
+            Item::Criterion(LetDecl { list: None, name, label: Some(label), max, expr: expr(e)?, span })
         }
         Rule::score_decl => {
             let mut it = p.into_inner();
             let name = ident(next(&mut it, span)?);
             let e = expr(next(&mut it, span)?)?;
-            Item::Score(LetDecl {
-                list: None,
-                name,
-                label: None,
-                max: None,
-                expr: e,
-                span,
-            })
+            Item::Score(LetDecl { list: None, name, label: None, max: None, expr: e, span })
         }
         Rule::table_decl => {
             let mut it = p.into_inner();
@@ -320,9 +255,7 @@ fn item(p: P<'_>) -> Result<Item, Diagnostic> {
             let arms = it.map(arm).collect::<Result<Vec<_>, _>>()?;
             Item::Table(TableDecl { name, arms, span })
         }
-        Rule::eligibility_decl | Rule::veto_decl | Rule::cap_decl | Rule::flag_decl => {
-            rule_decl(p)?
-        }
+        Rule::eligibility_decl | Rule::veto_decl | Rule::cap_decl | Rule::flag_decl => rule_decl(p)?,
         Rule::invalid_decl => {
             let mut it = p.into_inner();
             let path = next(&mut it, span)?;
@@ -331,13 +264,7 @@ fn item(p: P<'_>) -> Result<Item, Diagnostic> {
             let item_field = pi.next().map(ident);
             let when = expr(next(&mut it, span)?)?;
             let because = because(next(&mut it, span)?, span)?;
-            Item::Invalid(InvalidDecl {
-                field,
-                item_field,
-                when,
-                because,
-                span,
-            })
+            Item::Invalid(InvalidDecl { field, item_field, when, because, span })
         }
         Rule::classify_decl => {
             let mut it = p.into_inner();
@@ -351,12 +278,7 @@ fn item(p: P<'_>) -> Result<Item, Diagnostic> {
                     _ => return Err(bug(&q)),
                 }
             }
-            Item::Classify(ClassifyDecl {
-                by,
-                flag,
-                bands,
-                span,
-            })
+            Item::Classify(ClassifyDecl { by, flag, bands, span })
         }
         Rule::quota_decl => Item::Quota(quota(p)?),
         Rule::fixture_decl => {
@@ -379,14 +301,7 @@ fn field(p: P<'_>) -> Result<FieldDecl, Diagnostic> {
     let name = ident(next(&mut it, span)?);
     let tp = next(&mut it, span)?;
     let ty = type_expr(next(&mut tp.into_inner(), span)?)?;
-    let mut f = FieldDecl {
-        name,
-        ty,
-        optional: false,
-        default: None,
-        role: None,
-        span,
-    };
+    let mut f = FieldDecl { name, ty, optional: false, default: None, role: None, span };
     for q in it {
         match q.as_rule() {
             Rule::optional_mark => f.optional = true,
@@ -411,11 +326,7 @@ fn type_expr(p: P<'_>) -> Result<TypeExpr, Diagnostic> {
                 .filter_map(|v| v.into_inner().next())
                 .map(|v| {
                     let span = span_of(&v);
-                    let name = if v.as_rule() == Rule::string {
-                        unquote(v.as_str())
-                    } else {
-                        v.as_str().to_string()
-                    };
+                    let name = if v.as_rule() == Rule::string { unquote(v.as_str()) } else { v.as_str().to_string() };
                     Ident { name, span }
                 })
                 .collect(),
@@ -431,11 +342,7 @@ fn type_expr(p: P<'_>) -> Result<TypeExpr, Diagnostic> {
                     let mut ri = inner.into_inner();
                     let a = next(&mut ri, span)?.as_str().to_string();
                     let b = next(&mut ri, span)?.as_str().to_string();
-                    Some(if rule == Rule::range_between {
-                        RangeDecl::Between(a, b)
-                    } else {
-                        RangeDecl::Bound(a, b)
-                    })
+                    Some(if rule == Rule::range_between { RangeDecl::Between(a, b) } else { RangeDecl::Bound(a, b) })
                 }
             };
             TypeExpr::Scalar(name, range, span)
@@ -459,10 +366,7 @@ fn levels(p: P<'_>) -> Result<Vec<LevelDecl>, Diagnostic> {
 fn flag_clause(p: P<'_>, span: Span) -> Result<FlagClause, Diagnostic> {
     let mut it = p.into_inner();
     let code = string(next(&mut it, span)?).0;
-    Ok(FlagClause {
-        code,
-        if_lowered: it.next().is_some(),
-    })
+    Ok(FlagClause { code, if_lowered: it.next().is_some() })
 }
 
 fn because(p: P<'_>, span: Span) -> Result<(String, Span), Diagnostic> {
@@ -474,17 +378,7 @@ fn rule_decl(p: P<'_>) -> Result<Item, Diagnostic> {
     let rule = p.as_rule();
     let mut it = p.into_inner();
     let name = ident(next(&mut it, span)?);
-    let mut d = RuleDecl {
-        name,
-        when: Expr {
-            kind: ExprKind::Bool(true),
-            span,
-        },
-        target: None,
-        flag: None,
-        because: None,
-        span,
-    };
+    let mut d = RuleDecl { name, when: Expr::node(ExprKind::Bool(true), span), target: None, flag: None, because: None, span };
     match rule {
         Rule::cap_decl => {
             d.target = Some(expr(next(&mut it, span)?)?);
@@ -492,22 +386,14 @@ fn rule_decl(p: P<'_>) -> Result<Item, Diagnostic> {
         }
         Rule::flag_decl => {
             let code = string(next(&mut it, span)?).0;
-            d.flag = Some(FlagClause {
-                code,
-                if_lowered: false,
-            });
+            d.flag = Some(FlagClause { code, if_lowered: false });
             d.when = expr(next(&mut it, span)?)?;
         }
         _ => d.when = expr(next(&mut it, span)?)?,
     }
     for q in it {
         match q.as_rule() {
-            Rule::ident => {
-                d.target = Some(Expr {
-                    kind: ExprKind::Name(q.as_str().to_string()),
-                    span: span_of(&q),
-                })
-            }
+            Rule::ident => d.target = Some(Expr::node(ExprKind::Name(q.as_str().to_string()), span_of(&q))),
             Rule::flag_clause => d.flag = Some(flag_clause(q, span)?),
             Rule::because => d.because = Some(because(q, span)?),
             _ => return Err(bug(&q)),
@@ -525,12 +411,7 @@ fn band(p: P<'_>) -> Result<Band, Diagnostic> {
     let span = span_of(&p);
     let mut it = p.into_inner();
     let level = ident(next(&mut it, span)?);
-    let mut b = Band {
-        level,
-        threshold: None,
-        gate: None,
-        span,
-    };
+    let mut b = Band { level, threshold: None, gate: None, span };
     for q in it {
         match q.as_rule() {
             Rule::band_threshold => {
@@ -568,14 +449,8 @@ fn quota(p: P<'_>) -> Result<QuotaDecl, Diagnostic> {
     let base_p = next(&mut ki, span)?;
     let mut bi = base_p.into_inner();
     let first = next(&mut bi, span)?;
-    let (base_final, base) = if first.as_rule() == Rule::final_mark {
-        (true, ident(next(&mut bi, span)?))
-    } else {
-        (false, ident(first))
-    };
-    let rounding = ki
-        .next()
-        .map_or_else(|| "down".to_string(), |r| r.as_str().to_string());
+    let (base_final, base) = if first.as_rule() == Rule::final_mark { (true, ident(next(&mut bi, span)?)) } else { (false, ident(first)) };
+    let rounding = ki.next().map_or_else(|| "down".to_string(), |r| r.as_str().to_string());
     let mut q = QuotaDecl {
         name,
         level,
@@ -588,10 +463,7 @@ fn quota(p: P<'_>) -> Result<QuotaDecl, Diagnostic> {
         rank: Vec::new(),
         ties_demote_all: true,
         tie_flag: None,
-        demote_to: Ident {
-            name: String::new(),
-            span,
-        },
+        demote_to: Ident { name: String::new(), span },
         demote_flag: None,
         exemption: false,
         span,
@@ -631,11 +503,7 @@ fn quota(p: P<'_>) -> Result<QuotaDecl, Diagnostic> {
 
 fn given_value(p: P<'_>) -> Result<GivenValue, Diagnostic> {
     let span = span_of(&p);
-    let mut g = GivenValue {
-        base: None,
-        object: None,
-        span,
-    };
+    let mut g = GivenValue { base: None, object: None, span };
     for q in p.into_inner() {
         match q.as_rule() {
             Rule::ident => g.base = Some(ident(q)),
@@ -651,26 +519,16 @@ fn test(p: P<'_>) -> Result<TestDecl, Diagnostic> {
     let mut it = p.into_inner();
     let name = string(next(&mut it, span)?).0;
     let given_p = next(&mut it, span)?;
-    let mut t = TestDecl {
-        name,
-        given: Vec::new(),
-        cohort: false,
-        exemption: None,
-        expect: Expect::Cohort(Vec::new()),
-        span,
-    };
+    let mut t = TestDecl { name, given: Vec::new(), cohort: false, exemption: None, expect: Expect::Cohort(Vec::new()), span };
     match given_p.as_rule() {
-        Rule::given_one => t
-            .given
-            .push(given_value(next(&mut given_p.into_inner(), span)?)?),
+        Rule::given_one => t.given.push(given_value(next(&mut given_p.into_inner(), span)?)?),
         _ => {
             t.cohort = true;
             for q in given_p.into_inner() {
                 match q.as_rule() {
                     Rule::cohort_exemption => {
                         let v = next(&mut q.into_inner(), span)?;
-                        t.exemption =
-                            Some((v.as_rule() == Rule::number).then(|| v.as_str().to_string()));
+                        t.exemption = Some((v.as_rule() == Rule::number).then(|| v.as_str().to_string()));
                     }
                     Rule::given_value => t.given.push(given_value(q)?),
                     _ => return Err(bug(&q)),
@@ -691,25 +549,14 @@ fn test(p: P<'_>) -> Result<TestDecl, Diagnostic> {
                 match q.as_rule() {
                     Rule::expect_total => {
                         let v = next(&mut q.into_inner(), span)?;
-                        total = Some(if v.as_rule() == Rule::string {
-                            string(v).0
-                        } else {
-                            v.as_str().to_string()
-                        });
+                        total = Some(if v.as_rule() == Rule::string { string(v).0 } else { v.as_str().to_string() });
                     }
-                    Rule::expect_flags => {
-                        flags = Some(q.into_inner().map(|s| string(s).0).collect())
-                    }
+                    Rule::expect_flags => flags = Some(q.into_inner().map(|s| string(s).0).collect()),
                     Rule::expect_by => by = q.into_inner().map(ident).collect(),
                     _ => return Err(bug(&q)),
                 }
             }
-            Expect::One {
-                outcome,
-                total,
-                flags,
-                by,
-            }
+            Expect::One { outcome, total, flags, by }
         }
     };
     Ok(t)
@@ -734,15 +581,10 @@ fn literal(p: P<'_>) -> Result<Literal, Diagnostic> {
                 let mut ii = item.into_inner();
                 let first = next(&mut ii, span)?;
                 if first.as_rule() == Rule::repeat_count {
-                    let n: usize = first.as_str().parse().map_err(|_| {
-                        Diagnostic::error("syntax", span_of(&first), "repeat count too large")
-                    })?;
+                    let n: usize =
+                        first.as_str().parse().map_err(|_| Diagnostic::error("syntax", span_of(&first), "repeat count too large"))?;
                     if n > 10_000 {
-                        return Err(Diagnostic::error(
-                            "syntax",
-                            span_of(&first),
-                            "repeat count above 10000",
-                        ));
+                        return Err(Diagnostic::error("syntax", span_of(&first), "repeat count above 10000"));
                     }
                     let v = literal(next(&mut ii, span)?)?;
                     items.extend(std::iter::repeat_n(v, n));
@@ -793,12 +635,8 @@ fn expr(p: P<'_>) -> Result<Expr, Diagnostic> {
         .map_prefix(|op, rhs| {
             let rhs = rhs?;
             let span = Span::new(op.as_span().start(), rhs.span.hi as usize);
-            let kind = if op.as_rule() == Rule::op_not {
-                ExprKind::Not(Box::new(rhs))
-            } else {
-                ExprKind::Neg(Box::new(rhs))
-            };
-            Ok(Expr { kind, span })
+            let kind = if op.as_rule() == Rule::op_not { ExprKind::Not(Box::new(rhs)) } else { ExprKind::Neg(Box::new(rhs)) };
+            deep_enough(Expr::node(kind, span))
         })
         .map_postfix(|lhs, op| {
             let lhs = lhs?;
@@ -811,15 +649,11 @@ fn expr(p: P<'_>) -> Result<Expr, Diagnostic> {
                     ExprKind::Field(Box::new(lhs), ident(name))
                 }
                 _ => {
-                    let items = op
-                        .into_inner()
-                        .filter(|q| q.as_rule() == Rule::expr)
-                        .map(expr)
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let items = op.into_inner().filter(|q| q.as_rule() == Rule::expr).map(expr).collect::<Result<Vec<_>, _>>()?;
                     ExprKind::In(Box::new(lhs), items)
                 }
             };
-            Ok(Expr { kind, span })
+            deep_enough(Expr::node(kind, span))
         })
         .map_infix(|lhs, op, rhs| {
             let (lhs, rhs) = (lhs?, rhs?);
@@ -839,10 +673,7 @@ fn expr(p: P<'_>) -> Result<Expr, Diagnostic> {
                 _ => BinOp::Div,
             };
             let span = Span::new(lhs.span.lo as usize, rhs.span.hi as usize);
-            Ok(Expr {
-                kind: ExprKind::Binary(bin, Box::new(lhs), Box::new(rhs)),
-                span,
-            })
+            deep_enough(Expr::node(ExprKind::Binary(bin, Box::new(lhs), Box::new(rhs)), span))
         })
         .parse(p.into_inner())
 }
@@ -890,13 +721,7 @@ fn primary(p: P<'_>) -> Result<Expr, Diagnostic> {
                     _ => item = Some(Box::new(expr(inner)?)),
                 }
             }
-            ExprKind::Aggregate {
-                kind,
-                list,
-                alias,
-                filter,
-                item,
-            }
+            ExprKind::Aggregate { kind, list, alias, filter, item }
         }
         Rule::call => {
             let mut it = p.into_inner();
@@ -906,7 +731,22 @@ fn primary(p: P<'_>) -> Result<Expr, Diagnostic> {
         }
         _ => return Err(bug(&p)),
     };
-    Ok(Expr { kind, span })
+    deep_enough(Expr::node(kind, span))
+}
+
+/// Deepest expression accepted: deeper ones are an error, so no later stage can overflow its stack.
+const MAX_EXPR_DEPTH: u32 = 128;
+
+fn deep_enough(e: Expr) -> Result<Expr, Diagnostic> {
+    if e.depth > MAX_EXPR_DEPTH {
+        return Err(Diagnostic::error(
+            "nesting-too-deep",
+            e.span,
+            format!("this expression nests more than {MAX_EXPR_DEPTH} operations deep"),
+        )
+        .with_help("split it into named values with `let`"));
+    }
+    Ok(e)
 }
 
 #[cfg(test)]
@@ -916,50 +756,27 @@ mod tests {
     #[test]
     fn precedence_puts_coalesce_above_arithmetic() {
         let e = parse_expr("a ?? 0 + b * 2 >= 3 and not c").expect("parses");
-        let ExprKind::Binary(BinOp::And, lhs, _) = e.kind else {
-            panic!("and at the top")
-        };
-        let ExprKind::Binary(BinOp::Ge, sum, _) = lhs.kind else {
-            panic!(">= under and")
-        };
-        let ExprKind::Binary(BinOp::Add, coalesce, _) = sum.kind else {
-            panic!("+ under >=")
-        };
-        assert!(matches!(
-            coalesce.kind,
-            ExprKind::Binary(BinOp::Coalesce, _, _)
-        ));
+        let ExprKind::Binary(BinOp::And, lhs, _) = e.kind else { panic!("and at the top") };
+        let ExprKind::Binary(BinOp::Ge, sum, _) = lhs.kind else { panic!(">= under and") };
+        let ExprKind::Binary(BinOp::Add, coalesce, _) = sum.kind else { panic!("+ under >=") };
+        assert!(matches!(coalesce.kind, ExprKind::Binary(BinOp::Coalesce, _, _)));
     }
 
     #[test]
     fn aggregate_forms() {
         let e = parse_expr("sum(tasks where completed_on present: units)").expect("parses");
-        let ExprKind::Aggregate {
-            kind, filter, item, ..
-        } = e.kind
-        else {
-            panic!("aggregate")
-        };
+        let ExprKind::Aggregate { kind, filter, item, .. } = e.kind else { panic!("aggregate") };
         assert_eq!(kind, AggKind::Sum);
         assert!(filter.is_some() && item.is_some());
         let e = parse_expr("min(a, b)").expect("parses");
         assert!(matches!(e.kind, ExprKind::Call(..)));
         let e = parse_expr("count(tasks)").expect("parses");
-        assert!(matches!(
-            e.kind,
-            ExprKind::Aggregate {
-                kind: AggKind::Count,
-                filter: None,
-                item: None,
-                ..
-            }
-        ));
+        assert!(matches!(e.kind, ExprKind::Aggregate { kind: AggKind::Count, filter: None, item: None, .. }));
     }
 
     #[test]
     fn syntax_error_points_at_the_place() {
-        let err = parse("ruleset x \"t\" version \"1\" effective 2025-01-01\nlet a = 1 +\n")
-            .expect_err("fails");
+        let err = parse("ruleset x \"t\" version \"1\" effective 2025-01-01\nlet a = 1 +\n").expect_err("fails");
         assert_eq!(err.code, "syntax");
         assert!(err.span.lo >= 55, "{:?}", err.span);
     }

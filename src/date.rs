@@ -138,14 +138,7 @@ mod tests {
             assert_eq!(format_date(d), s);
         }
         assert_eq!(parse_date("1970-01-01"), Some(0));
-        for s in [
-            "2025-02-29",
-            "2025-13-01",
-            "31/12/2025",
-            "2025-1-01",
-            "2025-00-10",
-            "",
-        ] {
+        for s in ["2025-02-29", "2025-13-01", "31/12/2025", "2025-1-01", "2025-00-10", ""] {
             assert_eq!(parse_date(s), None, "{s}");
         }
     }
@@ -154,14 +147,8 @@ mod tests {
     fn periods_map_to_their_last_day() {
         let f = |s| parse_period(s).map(|(k, d)| (k, format_date(d)));
         assert_eq!(f("2025"), Some((PeriodKind::Year, "2025-12-31".into())));
-        assert_eq!(
-            f("2025-Q3"),
-            Some((PeriodKind::Quarter, "2025-09-30".into()))
-        );
-        assert_eq!(
-            f("2025-Q1"),
-            Some((PeriodKind::Quarter, "2025-03-31".into()))
-        );
+        assert_eq!(f("2025-Q3"), Some((PeriodKind::Quarter, "2025-09-30".into())));
+        assert_eq!(f("2025-Q1"), Some((PeriodKind::Quarter, "2025-03-31".into())));
         assert_eq!(f("2024-02"), Some((PeriodKind::Month, "2024-02-29".into())));
         for bad in ["2025-Q5", "2025-13", "25", "2025-Q", "2025-7", "year"] {
             assert_eq!(parse_period(bad), None, "{bad}");
