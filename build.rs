@@ -12,6 +12,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bytes = prost::Message::encode_to_vec(&fds);
     std::fs::write(out.join("merit_descriptor.bin"), &bytes)?;
     tonic_prost_build::configure().build_client(true).build_server(true).btree_map(".").compile_fds(fds)?;
-    pbjson_build::Builder::new().register_descriptors(&bytes)?.btree_map(["."]).build(&[".merit.v1"])?;
+    pbjson_build::Builder::new().register_descriptors(&bytes)?.btree_map(["."]).emit_fields().build(&[".merit.v1"])?;
     Ok(())
 }

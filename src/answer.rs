@@ -70,29 +70,23 @@ pub fn value_text(rs: &RuleSet, v: &TraceValue) -> Option<String> {
     }
 }
 
-/// One trace step as JSON: step, rule, at, text, inputs, value, effect, message.
+/// One trace step as JSON: every field of the proto's `TraceStep`, in its order (empty when
+/// not applicable), so the CLI and the service print the same text.
 pub fn step_json(rs: &RuleSet, s: &TraceStep) -> Json {
+    let src = rs.sources.get(s.source);
     let mut m = Map::new();
     m.insert("step".into(), Json::String(s.kind.as_str().into()));
-    if let Some(src) = rs.sources.get(s.source) {
-        m.insert("rule".into(), Json::String(src.name.clone()));
-        m.insert("at".into(), Json::String(format!("{}:{}", rs.source.name, src.loc)));
-        m.insert("text".into(), Json::String(src.text.clone()));
-        if !src.inputs.is_empty() {
-            m.insert("inputs".into(), Json::Array(src.inputs.iter().map(|i| Json::String(i.clone())).collect()));
-        }
-    }
-    if let Some(v) = value_text(rs, &s.value) {
-        m.insert("value".into(), Json::String(v));
-    }
-    if let Some((from, to)) = s.levels
-        && from != to
-    {
-        m.insert("effect".into(), Json::String(format!("{} → {}", rs.level_id(from), rs.level_id(to))));
-    }
-    if let Some(msg) = &s.message {
-        m.insert("message".into(), Json::String(msg.clone()));
-    }
+    m.insert("rule".into(), Json::String(src.map(|x| x.name.clone()).unwrap_or_default()));
+    m.insert("at".into(), Json::String(src.map(|x| format!("{}:{}", rs.source.name, x.loc)).unwrap_or_default()));
+    m.insert("text".into(), Json::String(src.map(|x| x.text.clone()).unwrap_or_default()));
+    m.insert("inputs".into(), Json::Array(src.map(|x| x.inputs.iter().map(|i| Json::String(i.clone())).collect()).unwrap_or_default()));
+    m.insert("value".into(), Json::String(value_text(rs, &s.value).unwrap_or_default()));
+    let effect = match s.levels {
+        Some((from, to)) if from != to => format!("{} → {}", rs.level_id(from), rs.level_id(to)),
+        _ => String::new(),
+    };
+    m.insert("effect".into(), Json::String(effect));
+    m.insert("message".into(), Json::String(s.message.clone().unwrap_or_default()));
     Json::Object(m)
 }
 

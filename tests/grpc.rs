@@ -72,6 +72,16 @@ async fn classify_answers_exactly_as_the_cli() {
     let rec = record::from_json(&rs.checked.schema, &json).expect("fits");
     let want = answer::to_json(&rs, &rec, &evaluate(&rs, &rec, TraceLevel::Full).expect("classifies"));
     assert_eq!(got, want, "the gRPC answer's proto3 JSON is the CLI's JSON");
+    assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&want).unwrap(), "byte for byte, key order included");
+    // An answer with no flags and no trace prints `"flags": []` and `"trace": []` both ways.
+    let early = serde_json::json!({"subject_id": "E", "agency_id": "A", "period": "2025", "absence_months": 7});
+    let resp = client.classify(request("reg366_individual", &early, pb::TraceDetail::None)).await.expect("classifies").into_inner();
+    let got = serde_json::to_value(resp.classification.expect("answer")).expect("proto3 json");
+    let rec = record::from_json(&rs.checked.schema, &early).expect("fits");
+    let want = answer::to_json(&rs, &rec, &evaluate(&rs, &rec, TraceLevel::None).expect("classifies"));
+    assert_eq!(serde_json::to_string(&got).unwrap(), serde_json::to_string(&want).unwrap());
+    assert_eq!(want["flags"], serde_json::json!(["R-ELIG-1"]));
+    assert!(want.get("total").is_none() && want["outcome"].get("rank").is_none());
     server.shutdown().await.expect("stops");
 }
 

@@ -13,6 +13,7 @@ macro_rules! outp {
 }
 
 pub mod bench;
+pub mod call;
 pub mod serve;
 
 use crate::answer;
@@ -136,6 +137,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Measure the gRPC service's throughput and latency with concurrent clients.
     Bench(bench::BenchArgs),
+    /// Classify through a running server (prints the answer's JSON).
+    Call(call::CallArgs),
 }
 
 /// Runs the command line and returns the exit code.
@@ -147,6 +150,7 @@ pub fn run() -> ExitCode {
         Command::Classify { rules, input, json, cohort, exemption, trace } => classify(&rules, &input, json, cohort, exemption, trace),
         Command::Serve(args) => serve::serve(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::Call(args) => call::call(&args),
     };
     code.into()
 }
@@ -168,7 +172,7 @@ fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
-fn read(path: &Path) -> Result<String, String> {
+pub(crate) fn read(path: &Path) -> Result<String, String> {
     if path == Path::new("-") {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s).map_err(|e| format!("cannot read standard input: {e}"))?;
