@@ -5,8 +5,14 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let files =
-        ["merit/v1/value.proto", "merit/v1/outcome.proto", "merit/v1/classification_service.proto", "merit/v1/rule_set_service.proto"];
+    let files = [
+        "merit/v1/value.proto",
+        "merit/v1/outcome.proto",
+        "merit/v1/classification_service.proto",
+        "merit/v1/rule_set_service.proto",
+        "merit/v1/evaluation_service.proto",
+        "merit/v1/replay_service.proto",
+    ];
     let fds = protox::Compiler::new(["proto"])?.include_imports(true).include_source_info(true).open_files(files)?.file_descriptor_set();
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let bytes = prost::Message::encode_to_vec(&fds);

@@ -22,6 +22,12 @@ pub struct CallArgs {
     /// Trace detail: none, summary or full.
     #[arg(long, default_value = "summary")]
     pub trace: String,
+    /// Keep the evaluation in the server's store.
+    #[arg(long)]
+    pub store: bool,
+    /// Idempotency key: a retry with the same key returns the stored answer.
+    #[arg(long, default_value = "")]
+    pub idempotency_key: String,
 }
 
 fn exit_for(code: tonic::Code) -> Exit {
@@ -59,7 +65,7 @@ pub fn call(args: &CallArgs) -> Exit {
         _ => pb::TraceDetail::Summary,
     };
     let reference = Some(pb::RuleSetReference { id, version });
-    let options = Some(pb::ClassifyOptions { trace: trace as i32, store: false });
+    let options = Some(pb::ClassifyOptions { trace: trace as i32, store: args.store });
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().thread_stack_size(RUNTIME_STACK).build() {
         Ok(r) => r,
         Err(e) => {
@@ -77,14 +83,14 @@ pub fn call(args: &CallArgs) -> Exit {
         };
         let answer = if args.cohort {
             let records = json.as_array().map(|a| a.iter().map(convert::json_record).collect()).unwrap_or_default();
-            let req = pb::ClassifyCohortRequest { ruleset: reference, records, options, exemption: None, idempotency_key: String::new() };
+            let req = pb::ClassifyCohortRequest { ruleset: reference, records, options, exemption: None, idempotency_key: args.idempotency_key.clone() };
             client.classify_cohort(req).await.map(|r| serde_json::to_value(r.into_inner().classifications))
         } else {
             let req = pb::ClassifyRequest {
                 ruleset: reference,
                 record: Some(convert::json_record(&json)),
                 options,
-                idempotency_key: String::new(),
+                idempotency_key: args.idempotency_key.clone(),
             };
             client.classify(req).await.map(|r| serde_json::to_value(r.into_inner().classification))
         };

@@ -14,6 +14,7 @@ macro_rules! outp {
 
 pub mod bench;
 pub mod call;
+pub mod replay;
 pub mod serve;
 
 use crate::answer;
@@ -139,6 +140,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Classify through a running server (prints the answer's JSON).
     Call(call::CallArgs),
+    /// Replay stored evaluations under a candidate rule set, or verify them under their own.
+    Replay(replay::ReplayArgs),
 }
 
 /// Runs the command line and returns the exit code.
@@ -151,6 +154,7 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve::serve(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Call(args) => call::call(&args),
+        Command::Replay(args) => replay::replay(&args),
     };
     code.into()
 }

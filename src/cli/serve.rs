@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// How often to look for changed rule files, in milliseconds; 0: only on SIGHUP.
     #[arg(long, env = "MERIT_RELOAD_INTERVAL_MS", default_value_t = 1000)]
     pub reload_interval_ms: u64,
+    /// The evaluation store: `sqlite:PATH` (created and migrated on start), `postgres://...`,
+    /// or `off`.
+    #[arg(long, env = "MERIT_STORE", default_value = "sqlite:merit.db")]
+    pub store: String,
     /// Seconds to let requests in flight finish on SIGTERM/SIGINT.
     #[arg(long, env = "MERIT_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
@@ -72,6 +76,10 @@ impl ServeArgs {
             request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
             reload_interval: (self.reload_interval_ms > 0).then(|| Duration::from_millis(self.reload_interval_ms)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            store: match self.store.as_str() {
+                "off" | "none" | "" => None,
+                url => Some(url.to_string()),
+            },
         })
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod convert;
 pub mod metrics;
+mod replay;
 mod rpc;
 pub mod status;
+mod storing;
 
 use crate::registry::{LoadReport, Registry};
 use arc_swap::ArcSwap;
@@ -53,6 +55,8 @@ pub struct Config {
     pub reload_interval: Option<Duration>,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// The evaluation store: `sqlite:PATH` or `postgres://...`; `None`: no store.
+    pub store: Option<String>,
 }
 
 impl Default for Config {
@@ -65,6 +69,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             reload_interval: Some(Duration::from_secs(1)),
             shutdown_grace: Duration::from_secs(30),
+            store: None,
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct State {
     pub registry: Arc<ArcSwap<Registry>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The evaluation store, when the server keeps evaluations.
+    pub store: Option<crate::store::Batcher>,
 }
 
 fn log_reports(reports: &[LoadReport]) -> bool {
@@ -218,11 +225,17 @@ impl Running {
 /// Starts the server on a bound listener (use port 0 for an ephemeral port).
 pub async fn start(config: Config, listener: TcpListener) -> Result<Running, String> {
     use pb::classification_service_server::ClassificationServiceServer;
+    use pb::evaluation_service_server::EvaluationServiceServer;
+    use pb::replay_service_server::ReplayServiceServer;
     use pb::rule_set_service_server::RuleSetServiceServer;
 
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let registry = initial_registry(&config.rules)?;
-    let state = State { registry: Arc::new(ArcSwap::from_pointee(Registry::default())), metrics: Arc::new(Metrics::default()) };
+    let store = match &config.store {
+        Some(url) => Some(crate::store::Batcher::start(crate::store::open(url).await.map_err(|e| e.to_string())?)),
+        None => None,
+    };
+    let state = State { registry: Arc::new(ArcSwap::from_pointee(Registry::default())), metrics: Arc::new(Metrics::default()), store };
     publish(&state, registry);
 
     let reload = Arc::new(Notify::new());
@@ -247,6 +260,12 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .send_compressed(tonic::codec::CompressionEncoding::Gzip);
     let rule_sets = RuleSetServiceServer::new(rpc::RuleSets::new(state.clone()))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let evaluations = EvaluationServiceServer::new(rpc::Evaluations::new(state.clone()))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let replays = ReplayServiceServer::new(replay::Replays::new(state.clone()))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     health_reporter.set_serving::<ClassificationServiceServer<rpc::Classifier>>().await;
@@ -284,6 +303,8 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
             .add_service(reflection_v1alpha)
             .add_service(classification)
             .add_service(rule_sets)
+            .add_service(evaluations)
+            .add_service(replays)
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), signal);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(async move {

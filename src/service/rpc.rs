@@ -1,7 +1,7 @@
 //! The RPC handlers of `merit.v1`. Each request takes one snapshot of the registry and keeps
 //! it to the end, so a reload never changes the rules under a request in flight.
 
-use super::{State, convert, pb, status};
+use super::{State, convert, pb, status, storing};
 use crate::cohort::{Exemption, classify_cohort};
 use crate::date;
 use crate::eval::record::{self, Record};
@@ -66,23 +66,53 @@ pub struct Classifier {
     state: State,
 }
 
+/// A record classified, before it is answered (and perhaps stored).
+struct Classified {
+    loaded: Arc<Loaded>,
+    record: Record,
+    outcome: eval::Outcome,
+}
+
 impl Classifier {
     pub(super) fn new(state: State) -> Classifier {
         Classifier { state }
     }
 
-    fn classify_one(&self, req: &pb::ClassifyRequest) -> Result<pb::ClassifyResponse, Status> {
+    fn batcher(&self, store: bool) -> Result<Option<&crate::store::Batcher>, Status> {
+        match (store, &self.state.store) {
+            (false, _) => Ok(None),
+            (true, Some(b)) => Ok(Some(b)),
+            (true, None) => Err(Status::failed_precondition("store = true, but this server runs without a store (start it with --store)")),
+        }
+    }
+
+    /// Validates and evaluates one record; a record to be stored is evaluated with the full trace.
+    fn evaluate(&self, reference: Option<&pb::RuleSetReference>, value: &pb::RecordValue, level: TraceLevel) -> Result<Classified, Status> {
         let reg = self.state.registry.load_full();
-        let json = convert::record_json(&req.record.clone().unwrap_or_default());
-        let loaded = resolve(&reg, req.ruleset.as_ref(), &json)?;
+        let json = convert::record_json(value);
+        let loaded = resolve(&reg, reference, &json)?;
         let rs = &loaded.rs;
         let span = tracing::debug_span!("classify", ruleset = %rs.checked.id, hash = %rs.hash, outcome = tracing::field::Empty);
         let _enter = span.enter();
         let record = record::from_json(&rs.checked.schema, &json).map_err(|e| status::invalid_record(&e, ""))?;
-        let o = eval::evaluate(rs, &record, trace_level(req.options.as_ref())).map_err(|e| status::eval_error(rs, &e, ""))?;
-        span.record("outcome", rs.level_id(o.level));
-        self.state.metrics.outcome(&rs.checked.id, rs.level_id(o.level));
-        Ok(pb::ClassifyResponse { classification: Some(convert::classification(rs, &record, &o)) })
+        let outcome = eval::evaluate(rs, &record, level).map_err(|e| status::eval_error(rs, &e, ""))?;
+        span.record("outcome", rs.level_id(outcome.level));
+        self.state.metrics.outcome(&rs.checked.id, rs.level_id(outcome.level));
+        Ok(Classified { loaded, record, outcome })
+    }
+
+    async fn classify_one(&self, reference: Option<&pb::RuleSetReference>, value: &pb::RecordValue, options: Option<&pb::ClassifyOptions>, key: &str) -> Result<pb::Classification, Status> {
+        let level = trace_level(options);
+        let store = options.is_some_and(|o| o.store);
+        let batcher = self.batcher(store)?;
+        let c = self.evaluate(reference, value, if store { TraceLevel::Full } else { level })?;
+        let rs = &c.loaded.rs;
+        let Some(batcher) = batcher else { return Ok(convert::classification(rs, &c.record, &c.outcome)) };
+        let e = storing::evaluation(rs, &c.record, &c.outcome, None)?;
+        let version = reference.and_then(|r| r.version.clone()).unwrap_or_default();
+        let hash = storing::request_hash(&["classify", &rs.checked.id, &version, &e.record]);
+        let answers = storing::keep(batcher, key, hash, storing::source_of(&c.loaded), vec![e]).await?;
+        answers.into_iter().next().map(|a| storing::trimmed(a, level)).ok_or_else(|| Status::internal("no stored answer"))
     }
 }
 
@@ -101,9 +131,10 @@ fn record_error(s: &Status) -> pb::RecordError {
 impl pb::classification_service_server::ClassificationService for Classifier {
     async fn classify(&self, request: Request<pb::ClassifyRequest>) -> Result<Response<pb::ClassifyResponse>, Status> {
         let started = Instant::now();
-        let result = self.classify_one(request.get_ref());
+        let r = request.get_ref();
+        let result = self.classify_one(r.ruleset.as_ref(), &r.record.clone().unwrap_or_default(), r.options.as_ref(), &r.idempotency_key).await;
         self.state.metrics.observe("Classify", code_of(&result), started.elapsed());
-        result.map(Response::new)
+        result.map(|c| Response::new(pb::ClassifyResponse { classification: Some(c) }))
     }
 
     type ClassifyBatchStream = BatchStream;
@@ -112,50 +143,67 @@ impl pb::classification_service_server::ClassificationService for Classifier {
         let started = Instant::now();
         let until = deadline(&request);
         let req = request.into_inner();
-        let state = self.state.clone();
+        let one = Classifier { state: self.state.clone() };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ClassifyBatchResponse, Status>>(64);
-        tokio::task::spawn_blocking(move || {
-            let reg = state.registry.load_full();
-            let one = Classifier { state: state.clone() };
-            let _ = reg;
+        tokio::spawn(async move {
             for (i, r) in req.records.into_iter().enumerate() {
                 if until.is_some_and(|d| Instant::now() >= d) {
-                    let _ = tx.blocking_send(Err(Status::deadline_exceeded(format!("deadline exceeded after {i} records"))));
+                    let _ = tx.send(Err(Status::deadline_exceeded(format!("deadline exceeded after {i} records")))).await;
                     break;
                 }
-                let single = pb::ClassifyRequest {
-                    ruleset: req.ruleset.clone(),
-                    record: r.record,
-                    options: req.options,
-                    idempotency_key: r.idempotency_key,
-                };
                 let index = u32::try_from(i).unwrap_or(u32::MAX);
-                let result = match one.classify_one(&single) {
-                    Ok(resp) => pb::classify_batch_response::Result::Classification(resp.classification.unwrap_or_default()),
+                let answer = one.classify_one(req.ruleset.as_ref(), &r.record.unwrap_or_default(), req.options.as_ref(), &r.idempotency_key).await;
+                let result = match answer {
+                    Ok(c) => pb::classify_batch_response::Result::Classification(c),
                     Err(s) => pb::classify_batch_response::Result::Error(record_error(&s)),
                 };
-                if tx.blocking_send(Ok(pb::ClassifyBatchResponse { index, result: Some(result) })).is_err() {
+                if tx.send(Ok(pb::ClassifyBatchResponse { index, result: Some(result) })).await.is_err() {
                     break; // the client went away
                 }
+                if i % 64 == 63 {
+                    tokio::task::yield_now().await;
+                }
             }
-            state.metrics.observe("ClassifyBatch", tonic::Code::Ok, started.elapsed());
+            one.state.metrics.observe("ClassifyBatch", tonic::Code::Ok, started.elapsed());
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn classify_cohort(&self, request: Request<pb::ClassifyCohortRequest>) -> Result<Response<pb::ClassifyCohortResponse>, Status> {
         let started = Instant::now();
-        let state = self.state.clone();
-        let req = request.into_inner();
-        let result = tokio::task::spawn_blocking(move || cohort(&state, &req))
-            .await
-            .unwrap_or_else(|e| Err(Status::internal(format!("cohort task failed: {e}"))));
+        let result = self.cohort(request.into_inner()).await;
         self.state.metrics.observe("ClassifyCohort", code_of(&result), started.elapsed());
         result.map(Response::new)
     }
 }
 
-fn cohort(state: &State, req: &pb::ClassifyCohortRequest) -> Result<pb::ClassifyCohortResponse, Status> {
+impl Classifier {
+    async fn cohort(&self, req: pb::ClassifyCohortRequest) -> Result<pb::ClassifyCohortResponse, Status> {
+        let store = req.options.as_ref().is_some_and(|o| o.store);
+        let level = trace_level(req.options.as_ref());
+        let batcher = self.batcher(store)?.cloned();
+        let state = self.state.clone();
+        let exemption_text = req.exemption.as_ref().map(|e| e.maximum.map_or_else(|| "unlimited".to_string(), |m| m.to_string()));
+        let key = req.idempotency_key.clone();
+        let version = req.ruleset.as_ref().and_then(|r| r.version.clone()).unwrap_or_default();
+        let ex = exemption_text.clone();
+        let computed = tokio::task::spawn_blocking(move || cohort(&state, &req, if store { TraceLevel::Full } else { level }, store, ex))
+            .await
+            .unwrap_or_else(|e| Err(Status::internal(format!("cohort task failed: {e}"))))?;
+        let (answers, stored) = computed;
+        let (Some(batcher), Some((loaded, evals))) = (batcher, stored) else { return Ok(pb::ClassifyCohortResponse { classifications: answers }) };
+        let records: Vec<&str> = evals.iter().map(|e| e.record.as_str()).collect();
+        let mut parts = vec!["cohort", loaded.rs.checked.id.as_str(), version.as_str(), exemption_text.as_deref().unwrap_or("")];
+        parts.extend(records);
+        let hash = storing::request_hash(&parts);
+        let kept = storing::keep(&batcher, &key, hash, storing::source_of(&loaded), evals).await?;
+        Ok(pb::ClassifyCohortResponse { classifications: kept.into_iter().map(|c| storing::trimmed(c, level)).collect() })
+    }
+}
+
+type CohortAnswers = (Vec<pb::Classification>, Option<(Arc<Loaded>, Vec<crate::store::Evaluation>)>);
+
+fn cohort(state: &State, req: &pb::ClassifyCohortRequest, level: TraceLevel, store: bool, exemption_text: Option<String>) -> Result<CohortAnswers, Status> {
     let reg = state.registry.load_full();
     let jsons: Vec<Json> = req.records.iter().map(convert::record_json).collect();
     let first = jsons.first().cloned().unwrap_or(Json::Null);
@@ -170,14 +218,77 @@ fn cohort(state: &State, req: &pb::ClassifyCohortRequest) -> Result<pb::Classify
         Some(pb::Exemption { maximum: Some(m) }) => Exemption::AtMost(*m),
         Some(pb::Exemption { maximum: None }) => Exemption::Unlimited,
     };
-    let results = classify_cohort(rs, &records, exemption, trace_level(req.options.as_ref()));
+    let results = classify_cohort(rs, &records, exemption, level);
+    let cohort_id = crate::store::new_id();
     let mut out = Vec::with_capacity(results.len());
+    let mut evals = Vec::new();
     for (i, (rec, res)) in records.iter().zip(results).enumerate() {
         let o = res.map_err(|e| status::eval_error(rs, &e, &format!("records[{i}]")))?;
         state.metrics.outcome(&rs.checked.id, rs.level_id(o.level));
-        out.push(convert::classification(rs, rec, &o));
+        if store {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            evals.push(storing::evaluation(rs, rec, &o, Some((&cohort_id, index, exemption_text.clone())))?);
+        } else {
+            out.push(convert::classification(rs, rec, &o));
+        }
     }
-    Ok(pb::ClassifyCohortResponse { classifications: out })
+    Ok((out, store.then(|| (loaded.clone(), evals))))
+}
+
+/// `GetEvaluation`, `ListEvaluations`.
+pub struct Evaluations {
+    state: State,
+}
+
+impl Evaluations {
+    pub(super) fn new(state: State) -> Evaluations {
+        Evaluations { state }
+    }
+
+    fn store(&self) -> Result<&crate::store::Batcher, Status> {
+        self.state.store.as_ref().ok_or_else(|| Status::failed_precondition("this server runs without a store (start it with --store)"))
+    }
+}
+
+/// A filter message as a store filter (empty fields do not filter).
+pub(super) fn filter_of(f: Option<&pb::EvaluationFilter>) -> crate::store::Filter {
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    match f {
+        None => crate::store::Filter::default(),
+        Some(f) => crate::store::Filter {
+            subject: opt(&f.subject),
+            agency: opt(&f.agency),
+            period_from: opt(&f.period_from),
+            period_to: opt(&f.period_to),
+            ruleset_id: opt(&f.ruleset_id),
+            outcome: opt(&f.outcome),
+        },
+    }
+}
+
+#[tonic::async_trait]
+impl pb::evaluation_service_server::EvaluationService for Evaluations {
+    async fn get_evaluation(&self, request: Request<pb::GetEvaluationRequest>) -> Result<Response<pb::GetEvaluationResponse>, Status> {
+        let store = self.store()?;
+        let id = request.into_inner().id;
+        let found = store.store.get(&id).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let e = found.ok_or_else(|| Status::not_found(format!("no stored evaluation `{id}`")))?;
+        Ok(Response::new(pb::GetEvaluationResponse { evaluation: Some(storing::stored_message(&e)?) }))
+    }
+
+    async fn list_evaluations(&self, request: Request<pb::ListEvaluationsRequest>) -> Result<Response<pb::ListEvaluationsResponse>, Status> {
+        let store = self.store()?;
+        let req = request.into_inner();
+        let size = match req.page_size {
+            0 => 100,
+            n => (n as usize).min(1000),
+        };
+        let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
+        let rows = store.store.list(&filter_of(req.filter.as_ref()), after, size).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let next_page_token = if rows.len() == size { rows.last().map(|e| e.id.clone()).unwrap_or_default() } else { String::new() };
+        let evaluations = rows.iter().map(storing::stored_message).collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::ListEvaluationsResponse { evaluations, next_page_token }))
+    }
 }
 
 /// `CheckRules`, `ListRuleSets`, `GetRuleSet`.
