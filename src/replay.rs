@@ -120,20 +120,26 @@ struct OldAnswer {
 
 fn old_answer(e: &Evaluation) -> OldAnswer {
     let j: Json = serde_json::from_str(&e.answer).unwrap_or(Json::Null);
-    let flags = j["flags"].as_array().map(|a| a.iter().filter_map(Json::as_str).map(str::to_string).collect()).unwrap_or_default();
-    let criteria = j["criteria"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect()).unwrap_or_default();
+    let text = |v: Option<&Json>| v.and_then(Json::as_str).unwrap_or("").to_string();
+    let flags = j
+        .get("flags")
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let criteria = j
+        .get("criteria")
+        .and_then(Json::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(Some(v)))).collect())
+        .unwrap_or_default();
     let mut rules = BTreeSet::new();
     let mut quota_demoted = false;
-    for s in j["trace"].as_array().into_iter().flatten() {
-        let step = s["step"].as_str().unwrap_or("");
-        let rule = s["rule"].as_str().unwrap_or("");
-        if matches!(step, "eligibility" | "gate" | "veto" | "cap" | "flag" | "quota") && !rule.is_empty() {
-            let applied = step != "quota" || !s["effect"].as_str().unwrap_or("").is_empty();
-            if applied {
-                rules.insert(rule.to_string());
-            }
+    for s in j.get("trace").and_then(Json::as_array).into_iter().flatten() {
+        let (step, rule, effect) = (text(s.get("step")), text(s.get("rule")), text(s.get("effect")));
+        let decides = matches!(step.as_str(), "eligibility" | "gate" | "veto" | "cap" | "flag") || (step == "quota" && !effect.is_empty());
+        if decides && !rule.is_empty() {
+            rules.insert(rule);
         }
-        if step == "quota" && !s["effect"].as_str().unwrap_or("").is_empty() {
+        if step == "quota" && !effect.is_empty() {
             quota_demoted = true;
         }
     }
@@ -174,9 +180,16 @@ impl<F: FnMut(Event)> Run<'_, F> {
                 if let Some(rs) = self.compiled.get(&e.ruleset_hash) {
                     return Ok(rs.clone());
                 }
-                let source = self.store.source(&e.ruleset_hash).await.map_err(|x| x.to_string())?.ok_or("its rule source is missing from the store")?;
+                let source = self
+                    .store
+                    .source(&e.ruleset_hash)
+                    .await
+                    .map_err(|x| x.to_string())?
+                    .ok_or("its rule source is missing from the store")?;
                 let name = format!("{}@{}", e.ruleset_id, e.ruleset_version);
-                let rs = compile::compile(&name, &source).map(|(rs, _)| Arc::new(rs)).map_err(|_| "its stored rule source no longer compiles".to_string())?;
+                let rs = compile::compile(&name, &source)
+                    .map(|(rs, _)| Arc::new(rs))
+                    .map_err(|_| "its stored rule source no longer compiles".to_string())?;
                 self.compiled.insert(e.ruleset_hash.clone(), rs.clone());
                 Ok(rs)
             }
@@ -244,7 +257,7 @@ impl<F: FnMut(Event)> Run<'_, F> {
 
     fn tick(&mut self) {
         self.done += 1;
-        if self.done % 1000 == 0 {
+        if self.done.is_multiple_of(1000) {
             (self.on)(Event::Progress(self.done));
         }
     }
@@ -300,10 +313,10 @@ impl<F: FnMut(Event)> Run<'_, F> {
             if old_answer_demoted(m) {
                 effect.old_demoted += 1;
             }
-            if let Ok(o) = &res {
-                if quota_demoted(&rs, o) {
-                    effect.new_demoted += 1;
-                }
+            if let Ok(o) = &res
+                && quota_demoted(&rs, o)
+            {
+                effect.new_demoted += 1;
             }
             if !self.filter.matches(m) {
                 continue;

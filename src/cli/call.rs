@@ -83,7 +83,13 @@ pub fn call(args: &CallArgs) -> Exit {
         };
         let answer = if args.cohort {
             let records = json.as_array().map(|a| a.iter().map(convert::json_record).collect()).unwrap_or_default();
-            let req = pb::ClassifyCohortRequest { ruleset: reference, records, options, exemption: None, idempotency_key: args.idempotency_key.clone() };
+            let req = pb::ClassifyCohortRequest {
+                ruleset: reference,
+                records,
+                options,
+                exemption: None,
+                idempotency_key: args.idempotency_key.clone(),
+            };
             client.classify_cohort(req).await.map(|r| serde_json::to_value(r.into_inner().classifications))
         } else {
             let req = pb::ClassifyRequest {

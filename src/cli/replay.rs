@@ -158,7 +158,10 @@ pub fn replay(args: &ReplayArgs) -> Exit {
     let plain = !args.json && !args.csv;
     let bar = (plain && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new_spinner();
-        b.set_style(indicatif::ProgressStyle::with_template("{spinner} replayed {pos} evaluations ({per_sec}, {elapsed})").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} replayed {pos} evaluations ({per_sec}, {elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
         b
     });
     runtime.block_on(async {

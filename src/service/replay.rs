@@ -34,12 +34,18 @@ fn event(e: Event) -> Option<pb::ReplayResponse> {
             new_total: c.new_total,
             rules_added: c.rules_added,
             rules_removed: c.rules_removed,
-            criteria: c.criteria.into_iter().map(|(name, old_value, new_value)| pb::CriterionChange { name, old_value, new_value }).collect(),
+            criteria: c
+                .criteria
+                .into_iter()
+                .map(|(name, old_value, new_value)| pb::CriterionChange { name, old_value, new_value })
+                .collect(),
             flags_added: c.flags_added,
             flags_removed: c.flags_removed,
             cohort_id: c.cohort_id.unwrap_or_default(),
         }),
-        Event::NotEvaluable(n) => E::NotEvaluable(pb::NotEvaluable { evaluation_id: n.evaluation_id, subject: n.subject, reason: n.reason }),
+        Event::NotEvaluable(n) => {
+            E::NotEvaluable(pb::NotEvaluable { evaluation_id: n.evaluation_id, subject: n.subject, reason: n.reason })
+        }
     };
     Some(pb::ReplayResponse { event: Some(ev) })
 }
@@ -47,16 +53,29 @@ fn event(e: Event) -> Option<pb::ReplayResponse> {
 /// The summary as a message.
 pub fn summary(s: &replay::Summary) -> pb::ReplaySummary {
     pb::ReplaySummary {
-        candidate: s.candidate.as_ref().map(|(id, version, hash)| pb::RuleSetIdentity { id: id.clone(), version: version.clone(), hash: hash.clone() }),
+        candidate: s.candidate.as_ref().map(|(id, version, hash)| pb::RuleSetIdentity {
+            id: id.clone(),
+            version: version.clone(),
+            hash: hash.clone(),
+        }),
         evaluations: s.evaluations,
         evaluated: s.evaluated,
         changed: s.changed,
         not_evaluable: s.not_evaluable,
-        transitions: s.transitions.iter().map(|((from, to), count)| pb::Transition { from: from.clone(), to: to.clone(), count: *count }).collect(),
+        transitions: s
+            .transitions
+            .iter()
+            .map(|((from, to), count)| pb::Transition { from: from.clone(), to: to.clone(), count: *count })
+            .collect(),
         cohorts: s
             .cohorts
             .iter()
-            .map(|c| pb::CohortQuotaEffect { cohort_id: c.cohort_id.clone(), members: c.members, old_demoted: c.old_demoted, new_demoted: c.new_demoted })
+            .map(|c| pb::CohortQuotaEffect {
+                cohort_id: c.cohort_id.clone(),
+                members: c.members,
+                old_demoted: c.old_demoted,
+                new_demoted: c.new_demoted,
+            })
             .collect(),
         mismatches: s.mismatches,
     }
@@ -68,7 +87,11 @@ impl pb::replay_service_server::ReplayService for Replays {
 
     async fn replay(&self, request: Request<pb::ReplayRequest>) -> Result<Response<ReplayStream>, Status> {
         let req = request.into_inner();
-        let batcher = self.state.store.clone().ok_or_else(|| Status::failed_precondition("this server runs without a store (start it with --store)"))?;
+        let batcher = self
+            .state
+            .store
+            .clone()
+            .ok_or_else(|| Status::failed_precondition("this server runs without a store (start it with --store)"))?;
         let candidate = match (&req.candidate, req.verify) {
             (_, true) => Candidate::Verify,
             (Some(pb::replay_request::Candidate::Served(r)), false) => {
@@ -79,11 +102,14 @@ impl pb::replay_service_server::ReplayService for Replays {
             (Some(pb::replay_request::Candidate::Source(text)), false) => match crate::compile::compile("candidate.merit", text) {
                 Ok((rs, _)) => Candidate::Rules(Arc::new(rs)),
                 Err((source, diags)) => {
-                    let lines: Vec<String> = diags.iter().filter(|d| d.is_error()).map(|d| crate::diagnostic::render_line(&source, d)).collect();
+                    let lines: Vec<String> =
+                        diags.iter().filter(|d| d.is_error()).map(|d| crate::diagnostic::render_line(&source, d)).collect();
                     return Err(Status::invalid_argument(format!("the candidate rules do not compile:\n{}", lines.join("\n"))));
                 }
             },
-            (None, false) => return Err(Status::invalid_argument("candidate: a served rule set or inline source is required (or verify = true)")),
+            (None, false) => {
+                return Err(Status::invalid_argument("candidate: a served rule set or inline source is required (or verify = true)"));
+            }
         };
         let filter = rpc::filter_of(req.filter.as_ref());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<pb::ReplayResponse, Status>>();

@@ -101,18 +101,25 @@ impl Classifier {
         Ok(Classified { loaded, record, outcome })
     }
 
-    async fn classify_one(&self, reference: Option<&pb::RuleSetReference>, value: &pb::RecordValue, options: Option<&pb::ClassifyOptions>, key: &str) -> Result<pb::Classification, Status> {
+    /// The answer and, when stored, the evaluation id.
+    async fn classify_one(
+        &self,
+        reference: Option<&pb::RuleSetReference>,
+        value: &pb::RecordValue,
+        options: Option<&pb::ClassifyOptions>,
+        key: &str,
+    ) -> Result<(pb::Classification, String), Status> {
         let level = trace_level(options);
         let store = options.is_some_and(|o| o.store);
         let batcher = self.batcher(store)?;
         let c = self.evaluate(reference, value, if store { TraceLevel::Full } else { level })?;
         let rs = &c.loaded.rs;
-        let Some(batcher) = batcher else { return Ok(convert::classification(rs, &c.record, &c.outcome)) };
+        let Some(batcher) = batcher else { return Ok((convert::classification(rs, &c.record, &c.outcome), String::new())) };
         let e = storing::evaluation(rs, &c.record, &c.outcome, None)?;
         let version = reference.and_then(|r| r.version.clone()).unwrap_or_default();
         let hash = storing::request_hash(&["classify", &rs.checked.id, &version, &e.record]);
         let answers = storing::keep(batcher, key, hash, storing::source_of(&c.loaded), vec![e]).await?;
-        answers.into_iter().next().map(|a| storing::trimmed(a, level)).ok_or_else(|| Status::internal("no stored answer"))
+        answers.into_iter().next().map(|(id, a)| (storing::trimmed(a, level), id)).ok_or_else(|| Status::internal("no stored answer"))
     }
 }
 
@@ -132,9 +139,10 @@ impl pb::classification_service_server::ClassificationService for Classifier {
     async fn classify(&self, request: Request<pb::ClassifyRequest>) -> Result<Response<pb::ClassifyResponse>, Status> {
         let started = Instant::now();
         let r = request.get_ref();
-        let result = self.classify_one(r.ruleset.as_ref(), &r.record.clone().unwrap_or_default(), r.options.as_ref(), &r.idempotency_key).await;
+        let result =
+            self.classify_one(r.ruleset.as_ref(), &r.record.clone().unwrap_or_default(), r.options.as_ref(), &r.idempotency_key).await;
         self.state.metrics.observe("Classify", code_of(&result), started.elapsed());
-        result.map(|c| Response::new(pb::ClassifyResponse { classification: Some(c) }))
+        result.map(|(c, evaluation_id)| Response::new(pb::ClassifyResponse { classification: Some(c), evaluation_id }))
     }
 
     type ClassifyBatchStream = BatchStream;
@@ -152,12 +160,13 @@ impl pb::classification_service_server::ClassificationService for Classifier {
                     break;
                 }
                 let index = u32::try_from(i).unwrap_or(u32::MAX);
-                let answer = one.classify_one(req.ruleset.as_ref(), &r.record.unwrap_or_default(), req.options.as_ref(), &r.idempotency_key).await;
-                let result = match answer {
-                    Ok(c) => pb::classify_batch_response::Result::Classification(c),
-                    Err(s) => pb::classify_batch_response::Result::Error(record_error(&s)),
+                let answer =
+                    one.classify_one(req.ruleset.as_ref(), &r.record.unwrap_or_default(), req.options.as_ref(), &r.idempotency_key).await;
+                let (result, evaluation_id) = match answer {
+                    Ok((c, id)) => (pb::classify_batch_response::Result::Classification(c), id),
+                    Err(s) => (pb::classify_batch_response::Result::Error(record_error(&s)), String::new()),
                 };
-                if tx.send(Ok(pb::ClassifyBatchResponse { index, result: Some(result) })).await.is_err() {
+                if tx.send(Ok(pb::ClassifyBatchResponse { index, result: Some(result), evaluation_id })).await.is_err() {
                     break; // the client went away
                 }
                 if i % 64 == 63 {
@@ -191,19 +200,29 @@ impl Classifier {
             .await
             .unwrap_or_else(|e| Err(Status::internal(format!("cohort task failed: {e}"))))?;
         let (answers, stored) = computed;
-        let (Some(batcher), Some((loaded, evals))) = (batcher, stored) else { return Ok(pb::ClassifyCohortResponse { classifications: answers }) };
+        let (Some(batcher), Some((loaded, evals))) = (batcher, stored) else {
+            return Ok(pb::ClassifyCohortResponse { classifications: answers, evaluation_ids: Vec::new() });
+        };
         let records: Vec<&str> = evals.iter().map(|e| e.record.as_str()).collect();
         let mut parts = vec!["cohort", loaded.rs.checked.id.as_str(), version.as_str(), exemption_text.as_deref().unwrap_or("")];
         parts.extend(records);
         let hash = storing::request_hash(&parts);
         let kept = storing::keep(&batcher, &key, hash, storing::source_of(&loaded), evals).await?;
-        Ok(pb::ClassifyCohortResponse { classifications: kept.into_iter().map(|c| storing::trimmed(c, level)).collect() })
+        let (evaluation_ids, answers): (Vec<String>, Vec<pb::Classification>) =
+            kept.into_iter().map(|(id, c)| (id, storing::trimmed(c, level))).unzip();
+        Ok(pb::ClassifyCohortResponse { classifications: answers, evaluation_ids })
     }
 }
 
 type CohortAnswers = (Vec<pb::Classification>, Option<(Arc<Loaded>, Vec<crate::store::Evaluation>)>);
 
-fn cohort(state: &State, req: &pb::ClassifyCohortRequest, level: TraceLevel, store: bool, exemption_text: Option<String>) -> Result<CohortAnswers, Status> {
+fn cohort(
+    state: &State,
+    req: &pb::ClassifyCohortRequest,
+    level: TraceLevel,
+    store: bool,
+    exemption_text: Option<String>,
+) -> Result<CohortAnswers, Status> {
     let reg = state.registry.load_full();
     let jsons: Vec<Json> = req.records.iter().map(convert::record_json).collect();
     let first = jsons.first().cloned().unwrap_or(Json::Null);
@@ -276,7 +295,10 @@ impl pb::evaluation_service_server::EvaluationService for Evaluations {
         Ok(Response::new(pb::GetEvaluationResponse { evaluation: Some(storing::stored_message(&e)?) }))
     }
 
-    async fn list_evaluations(&self, request: Request<pb::ListEvaluationsRequest>) -> Result<Response<pb::ListEvaluationsResponse>, Status> {
+    async fn list_evaluations(
+        &self,
+        request: Request<pb::ListEvaluationsRequest>,
+    ) -> Result<Response<pb::ListEvaluationsResponse>, Status> {
         let store = self.store()?;
         let req = request.into_inner();
         let size = match req.page_size {

@@ -92,15 +92,22 @@ fn key_reused(key: &str) -> Status {
 
 /// Stores evaluations (one request's worth) and returns the answers to give: the fresh ones,
 /// or for a retry with the same key and request, the stored ones.
-pub async fn keep(batcher: &Batcher, key: &str, request_hash: String, source: Arc<(String, String, String, String)>, evals: Vec<Evaluation>) -> Result<Vec<pb::Classification>, Status> {
-    let fresh: Vec<pb::Classification> = evals.iter().map(stored_answer).collect::<Result<_, _>>()?;
+pub async fn keep(
+    batcher: &Batcher,
+    key: &str,
+    request_hash: String,
+    source: Arc<(String, String, String, String)>,
+    evals: Vec<Evaluation>,
+) -> Result<Vec<(String, pb::Classification)>, Status> {
+    let fresh: Vec<(String, pb::Classification)> =
+        evals.iter().map(|e| Ok((e.id.clone(), stored_answer(e)?))).collect::<Result<_, Status>>()?;
     let sub = Submission { key: (!key.is_empty()).then(|| (key.to_string(), request_hash.clone())), source, evaluations: evals };
     match batcher.submit(sub).await.map_err(unavailable)? {
         Written::Stored => Ok(fresh),
         Written::KeyExists(hash, _) if hash != request_hash => Err(key_reused(key)),
         Written::KeyExists(_, ids) => {
             let stored = batcher.store.get_many(&ids).await.map_err(unavailable)?;
-            stored.iter().map(stored_answer).collect()
+            stored.iter().map(|e| Ok((e.id.clone(), stored_answer(e)?))).collect()
         }
     }
 }

@@ -136,8 +136,8 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// sequence and a random part, so ids sort by creation time across processes.
 pub fn new_id() -> String {
     use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
     static NODE: OnceLock<u64> = OnceLock::new();
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let node = *NODE.get_or_init(|| {

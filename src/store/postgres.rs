@@ -100,7 +100,9 @@ impl Store for PostgresStore {
             .map_err(err)?;
         let existing = tx.prepare_cached("SELECT request_hash, evaluation_ids FROM idempotency WHERE key = $1").await.map_err(err)?;
         let eval = tx
-            .prepare_cached(&format!("INSERT INTO evaluations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"))
+            .prepare_cached(&format!(
+                "INSERT INTO evaluations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            ))
             .await
             .map_err(err)?;
         let mut out = Vec::with_capacity(batch.len());
@@ -168,14 +170,18 @@ impl Store for PostgresStore {
         let (w, args) = where_clause(filter, after, |i| format!("${i}"));
         let sql = format!("SELECT {COLUMNS} FROM evaluations {w} ORDER BY id LIMIT {limit}");
         let c = self.pool.get().await.map_err(err)?;
-        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            args.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
         let rows = c.query(&sql, &params).await.map_err(err)?;
         rows.iter().map(row).collect()
     }
 
     async fn cohort(&self, cohort_id: &str) -> Result<Vec<Evaluation>, StoreError> {
         let c = self.pool.get().await.map_err(err)?;
-        let rows = c.query(&format!("SELECT {COLUMNS} FROM evaluations WHERE cohort_id = $1 ORDER BY cohort_index"), &[&cohort_id]).await.map_err(err)?;
+        let rows = c
+            .query(&format!("SELECT {COLUMNS} FROM evaluations WHERE cohort_id = $1 ORDER BY cohort_index"), &[&cohort_id])
+            .await
+            .map_err(err)?;
         rows.iter().map(row).collect()
     }
 

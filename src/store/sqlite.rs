@@ -42,7 +42,8 @@ pub struct SqliteStore {
 
 fn connect(path: &str) -> Result<Connection, StoreError> {
     let c = Connection::open(path).map_err(|e| StoreError(format!("cannot open {path}: {e}")))?;
-    c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;").map_err(err)?;
+    c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+        .map_err(err)?;
     Ok(c)
 }
 
@@ -54,11 +55,14 @@ impl SqliteStore {
     /// Opens (creating if needed) and migrates the database file.
     pub fn open(path: &str) -> Result<SqliteStore, StoreError> {
         let mut c = connect(path)?;
-        c.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)").map_err(err)?;
+        c.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            .map_err(err)?;
         for (version, sql) in MIGRATIONS {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
-            let done: Option<i64> =
-                tx.query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0)).optional().map_err(err)?;
+            let done: Option<i64> = tx
+                .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [version], |r| r.get(0))
+                .optional()
+                .map_err(err)?;
             if done.is_none() {
                 tx.execute_batch(sql).map_err(|e| StoreError(format!("migration {version}: {e}")))?;
                 tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)", params![version, super::now_rfc3339()])
@@ -70,7 +74,10 @@ impl SqliteStore {
     }
 
     /// Runs a read on a pooled reader connection, on a blocking thread.
-    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let readers = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
@@ -122,7 +129,9 @@ fn write_batch(c: &mut Connection, batch: &[Submission]) -> Result<Vec<Written>,
             .map_err(err)?;
         let mut existing = tx.prepare_cached("SELECT request_hash, evaluation_ids FROM idempotency WHERE key = ?1").map_err(err)?;
         let mut eval = tx
-            .prepare_cached(&format!("INSERT INTO evaluations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"))
+            .prepare_cached(&format!(
+                "INSERT INTO evaluations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+            ))
             .map_err(err)?;
         for s in batch {
             let (hash, id, version, text) = &*s.source;
@@ -194,7 +203,8 @@ impl Store for SqliteStore {
 
     async fn get(&self, id: &str) -> Result<Option<Evaluation>, StoreError> {
         let id = id.to_string();
-        self.read(move |c| c.query_row(&format!("SELECT {COLUMNS} FROM evaluations WHERE id = ?1"), [id], row).optional().map_err(err)).await
+        self.read(move |c| c.query_row(&format!("SELECT {COLUMNS} FROM evaluations WHERE id = ?1"), [id], row).optional().map_err(err))
+            .await
     }
 
     async fn get_many(&self, ids: &[String]) -> Result<Vec<Evaluation>, StoreError> {
@@ -226,7 +236,8 @@ impl Store for SqliteStore {
     async fn cohort(&self, cohort_id: &str) -> Result<Vec<Evaluation>, StoreError> {
         let id = cohort_id.to_string();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!("SELECT {COLUMNS} FROM evaluations WHERE cohort_id = ?1 ORDER BY cohort_index")).map_err(err)?;
+            let mut stmt =
+                c.prepare_cached(&format!("SELECT {COLUMNS} FROM evaluations WHERE cohort_id = ?1 ORDER BY cohort_index")).map_err(err)?;
             let rows = stmt.query_map([id], row).map_err(err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(err)
         })
