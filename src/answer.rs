@@ -60,6 +60,14 @@ pub fn criteria_by_name(rs: &RuleSet, outcome: &Outcome) -> std::collections::BT
     outcome.criteria.iter().filter_map(|(id, v)| rs.checked.lets.get(*id).map(|l| (l.name.clone(), v.to_string()))).collect()
 }
 
+/// A trace step's value as shown: the score like the total ("98.00"), others exactly.
+pub fn step_value(rs: &RuleSet, s: &TraceStep) -> String {
+    match (s.kind, s.value) {
+        (StepKind::Score, TraceValue::Num(n)) => format_total(&n),
+        _ => value_text(rs, &s.value).unwrap_or_default(),
+    }
+}
+
 /// A trace step's value as text.
 pub fn value_text(rs: &RuleSet, v: &TraceValue) -> Option<String> {
     match v {
@@ -80,7 +88,7 @@ pub fn step_json(rs: &RuleSet, s: &TraceStep) -> Json {
     m.insert("at".into(), Json::String(src.map(|x| format!("{}:{}", rs.source.name, x.loc)).unwrap_or_default()));
     m.insert("text".into(), Json::String(src.map(|x| x.text.clone()).unwrap_or_default()));
     m.insert("inputs".into(), Json::Array(src.map(|x| x.inputs.iter().map(|i| Json::String(i.clone())).collect()).unwrap_or_default()));
-    m.insert("value".into(), Json::String(value_text(rs, &s.value).unwrap_or_default()));
+    m.insert("value".into(), Json::String(step_value(rs, s)));
     let effect = match s.levels {
         Some((from, to)) if from != to => format!("{} → {}", rs.level_id(from), rs.level_id(to)),
         _ => String::new(),

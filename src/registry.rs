@@ -226,35 +226,34 @@ impl Registry {
                 }
             }
         }
-        // Two files declaring one id@version: the newly compiled ones give way.
+        // Two files declaring one id@version is an error: every newly compiled file in the clash
+        // gives way (falling back to what it served before, if anything); unchanged ones stay.
         loop {
             let reg = Registry::index(files.clone());
             let conflicts = reg.conflicts();
-            let Some((key, names)) = conflicts.first() else {
-                return Ok((reg, reports));
-            };
-            let culprit = paths.iter().find(|p| fresh.contains(p) && names.contains(&p.display().to_string())).cloned();
-            let was_fresh = culprit.is_some();
-            let path = match culprit {
-                Some(p) => p,
-                None => paths.iter().rev().find(|p| names.contains(&p.display().to_string())).cloned().unwrap_or_default(),
-            };
-            fresh.retain(|p| *p != path);
-            // A fresh file falls back to its previous version; an old one in conflict is dropped.
-            let old = if was_fresh { previous.and_then(|p| p.by_file.get(&path)).cloned() } else { None };
-            reports.retain(|r| !matches!(r, LoadReport::Loaded { file, .. } if *file == path.display().to_string()));
-            reports.push(LoadReport::Rejected {
-                file: path.display().to_string(),
-                why: format!(
-                    "{key} is also declared by {}",
-                    names.iter().filter(|n| **n != path.display().to_string()).cloned().collect::<Vec<_>>().join(", ")
-                ),
-                kept_previous: old.is_some(),
-            });
-            match old {
-                Some(o) => files.insert(path, o),
-                None => files.remove(&path),
-            };
+            let Some((key, names)) = conflicts.first() else { return Ok((reg, reports)) };
+            let clashing: Vec<PathBuf> = paths.iter().filter(|p| names.contains(&p.display().to_string())).cloned().collect();
+            let mut culprits: Vec<PathBuf> = clashing.iter().filter(|p| fresh.contains(p)).cloned().collect();
+            let all_old = culprits.is_empty();
+            if all_old {
+                culprits = clashing; // cannot happen after a valid registry; serve neither
+            }
+            for path in culprits {
+                fresh.retain(|p| *p != path);
+                let name = path.display().to_string();
+                let old = if all_old { None } else { previous.and_then(|p| p.by_file.get(&path)).cloned() };
+                reports.retain(|r| !matches!(r, LoadReport::Loaded { file, .. } if *file == name));
+                let others: Vec<String> = names.iter().filter(|n| **n != name).cloned().collect();
+                reports.push(LoadReport::Rejected {
+                    file: name,
+                    why: format!("{key} is also declared by {}", others.join(", ")),
+                    kept_previous: old.is_some(),
+                });
+                match old {
+                    Some(o) => files.insert(path, o),
+                    None => files.remove(&path),
+                };
+            }
         }
     }
 }
@@ -304,6 +303,9 @@ mod tests {
         std::fs::write(dir.path().join("b.merit"), rule("r", "1", "2025-06-01")).expect("write");
         let (third, reports) = Registry::load_dir(dir.path(), Some(&second)).expect("loads");
         assert_eq!(third.len(), 1, "{reports:?}");
+        // At start-up, two files with one id@version: neither is served.
+        let (fresh, reports) = Registry::load_dir(dir.path(), None).expect("loads");
+        assert!(fresh.is_empty(), "{reports:?}");
         assert_eq!(third.resolve("r", None, None).expect("served").rs.hash, hash);
         assert!(reports.iter().any(|r| matches!(r, LoadReport::Rejected { why, .. } if why.contains("r@1 is also declared"))));
     }

@@ -262,17 +262,44 @@ impl<F: FnMut(Event)> Run<'_, F> {
         }
     }
 
-    async fn alone(&mut self, e: &Evaluation) {
-        let rs = match self.rules_for(e).await {
-            Ok(rs) => rs,
-            Err(why) => return self.not_evaluable(e, why),
-        };
-        let result = record::from_json_text(&rs.checked.schema, &e.record)
-            .map_err(EvalError::Invalid)
-            .and_then(|r| eval::evaluate(&rs, &r, TraceLevel::None));
+    /// Evaluations classified alone: decoded and evaluated in parallel, then compared in order.
+    async fn alone_batch(&mut self, rows: &[&Evaluation]) {
+        let mut rules: Vec<Result<Arc<RuleSet>, String>> = Vec::with_capacity(rows.len());
+        for e in rows {
+            rules.push(self.rules_for(e).await);
+        }
+        let results = par_map(rows, &rules, |e, rs| {
+            let rs = rs.as_ref().ok()?;
+            Some(
+                record::from_json_text(&rs.checked.schema, &e.record)
+                    .map_err(EvalError::Invalid)
+                    .and_then(|r| eval::evaluate(rs, &r, TraceLevel::None)),
+            )
+        });
+        for ((e, rs), result) in rows.iter().zip(rules).zip(results) {
+            match (rs, result) {
+                (Err(why), _) => self.not_evaluable(e, why),
+                (Ok(rs), Some(result)) => self.settle(&rs, e, result).await,
+                (Ok(_), None) => self.not_evaluable(e, "evaluation failed unexpectedly".into()),
+            }
+            self.tick();
+        }
+    }
+
+    async fn settle(&mut self, rs: &RuleSet, e: &Evaluation, result: Result<Outcome, EvalError>) {
         match result {
-            Ok(o) => self.compare(&rs, e, &o),
-            Err(err) => self.not_evaluable(e, err.describe(&rs)),
+            Ok(o) => {
+                // The stored answer is read only when it is needed: a change, or to verify.
+                let changed = rs.level_id(o.level) != e.outcome || o.total.map(|t| format_total(&t)) != e.total;
+                if (changed || self.candidate_is_verify()) && e.answer.is_empty() {
+                    // Should the read fail, the change is still reported, without the rule differences.
+                    if let Ok(Some(full)) = self.store.get(&e.id).await {
+                        return self.compare(rs, &full, &o);
+                    }
+                }
+                self.compare(rs, e, &o)
+            }
+            Err(err) => self.not_evaluable(e, err.describe(rs)),
         }
     }
 
@@ -332,6 +359,26 @@ impl<F: FnMut(Event)> Run<'_, F> {
     }
 }
 
+/// `f` over rows in parallel (one chunk per core), results in order.
+fn par_map<T: Send>(
+    rows: &[&Evaluation],
+    rules: &[Result<Arc<RuleSet>, String>],
+    f: impl Fn(&Evaluation, &Result<Arc<RuleSet>, String>) -> Option<T> + Sync,
+) -> Vec<Option<T>> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8);
+    let chunk = rows.len().div_ceil(threads).max(256);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .chunks(chunk)
+            .zip(rules.chunks(chunk))
+            .map(|(rs, ru)| (rs.len(), scope.spawn(move || rs.iter().zip(ru).map(|(e, r)| f(e, r)).collect::<Vec<Option<T>>>())))
+            .collect();
+        // A chunk whose thread failed yields no results for its rows (reported as not evaluable).
+        handles.into_iter().flat_map(|(n, h)| h.join().unwrap_or_else(|_| (0..n).map(|_| None).collect())).collect()
+    })
+}
+
 fn old_answer_demoted(e: &Evaluation) -> bool {
     // Cheap test first: most stored answers have no quota step at all.
     e.answer.contains("\"quota\"") && old_answer(e).quota_demoted
@@ -345,28 +392,23 @@ pub async fn replay(store: &dyn Store, candidate: &Candidate, filter: &Filter, o
         run.summary.candidate = Some((rs.checked.id.clone(), rs.checked.version.clone(), rs.hash.clone()));
     }
     let mut seen_cohorts: HashSet<String> = HashSet::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.list(filter, after.as_deref(), PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
+    let mut page = store.list(filter, None, PAGE, false).await?;
+    while let Some(last) = page.last() {
+        let after = last.id.clone();
+        let more = page.len() == PAGE;
+        run.summary.evaluations += page.len() as u64;
+        // The next page is read while this one is evaluated.
+        let next = async { if more { store.list(filter, Some(&after), PAGE, false).await } else { Ok(Vec::new()) } };
+        let alone: Vec<&Evaluation> = page.iter().filter(|e| e.cohort_id.is_none()).collect();
+        let (next, ()) = tokio::join!(next, run.alone_batch(&alone));
         for e in &page {
-            run.summary.evaluations += 1;
-            match &e.cohort_id {
-                None => {
-                    run.alone(e).await;
-                    run.tick();
-                }
-                Some(c) => {
-                    if seen_cohorts.insert(c.clone()) {
-                        run.whole_cohort(c).await?;
-                    }
+            if let Some(c) = &e.cohort_id {
+                if seen_cohorts.insert(c.clone()) {
+                    run.whole_cohort(c).await?;
                 }
             }
         }
-        if page.len() < PAGE {
-            break;
-        }
+        page = next?;
     }
     (run.on)(Event::Progress(run.done));
     Ok(run.summary)

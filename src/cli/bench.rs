@@ -30,6 +30,13 @@ pub struct BenchArgs {
     /// Limit each phase to this many requests per second in total (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Add a phase that stores every evaluation (store = true, durable before the answer).
+    /// With no --addr, the in-process server keeps them in this SQLite file (removed after).
+    #[arg(long)]
+    pub stored: bool,
+    /// Run only the phases whose names contain this text (e.g. `stored`, `summary`, `health`).
+    #[arg(long)]
+    pub only: Option<String>,
 }
 
 const EXAMPLE: &str = include_str!("../../examples/staff_2025.json");
@@ -38,6 +45,7 @@ const EXAMPLE: &str = include_str!("../../examples/staff_2025.json");
 enum Phase {
     Health,
     Classify(pb::TraceDetail),
+    Stored,
 }
 
 /// Runs the phases and prints one line each.
@@ -68,11 +76,17 @@ pub fn bench(args: &BenchArgs) -> Exit {
             }
         };
         let mut local = None;
+        let mut local_db: Option<std::path::PathBuf> = None;
         let addr = match &args.addr {
             Some(a) => a.clone(),
             None => {
                 let rules = RuleSource::Memory(super::serve::BUNDLED_RULES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect());
-                let config = Config { rules, reload_interval: None, max_concurrent_requests: 100_000, ..Config::default() };
+                let db = std::env::temp_dir().join(format!("merit-bench-{}.db", crate::store::new_id()));
+                let store = args.stored.then(|| format!("sqlite:{}", db.display()));
+                if args.stored {
+                    local_db = Some(db.clone());
+                }
+                let config = Config { rules, reload_interval: None, max_concurrent_requests: 100_000, store, ..Config::default() };
                 let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
                     Ok(l) => l,
                     Err(e) => {
@@ -111,11 +125,15 @@ pub fn bench(args: &BenchArgs) -> Exit {
         }
         outln!("merit bench: {addr}, {} clients over {} connections, {} s per phase", args.concurrency, channels.len(), args.duration_secs);
         let record = convert::json_record(&json);
-        for (name, phase) in [
+        let mut phases = vec![
             ("health check", Phase::Health),
             ("Classify, summary trace", Phase::Classify(pb::TraceDetail::Summary)),
             ("Classify, full trace", Phase::Classify(pb::TraceDetail::Full)),
-        ] {
+        ];
+        if args.stored {
+            phases.push(("Classify, stored (summary)", Phase::Stored));
+        }
+        for (name, phase) in phases.into_iter().filter(|(n, _)| args.only.as_ref().is_none_or(|o| n.contains(o.as_str()))) {
             let (n, errors, mut lat) = run_phase(phase, &channels, args, &record).await;
             lat.sort_unstable();
             let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default();
@@ -131,6 +149,12 @@ pub fn bench(args: &BenchArgs) -> Exit {
         }
         if let Some(r) = local {
             let _ = r.shutdown().await;
+            // The in-process store was for this run only.
+            if let Some(db) = &local_db {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+                }
+            }
         }
         Exit::Ok
     })
@@ -168,11 +192,14 @@ async fn run_phase(
                 let t = Instant::now();
                 let r = match phase {
                     Phase::Health => health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.map(|_| ()),
-                    Phase::Classify(detail) => client
+                    Phase::Classify(_) | Phase::Stored => client
                         .classify(pb::ClassifyRequest {
                             ruleset: Some(pb::RuleSetReference { id: ruleset.clone(), version: None }),
                             record: Some(record.clone()),
-                            options: Some(pb::ClassifyOptions { trace: detail as i32, store: false }),
+                            options: Some(match phase {
+                                Phase::Classify(detail) => pb::ClassifyOptions { trace: detail as i32, store: false },
+                                _ => pb::ClassifyOptions { trace: pb::TraceDetail::Summary as i32, store: true },
+                            }),
                             idempotency_key: String::new(),
                         })
                         .await

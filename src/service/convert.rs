@@ -78,7 +78,7 @@ pub fn classification(rs: &RuleSet, record: &Record, o: &Outcome) -> pb::Classif
                 at: src.map(|x| format!("{}:{}", rs.source.name, x.loc)).unwrap_or_default(),
                 text: src.map(|x| x.text.clone()).unwrap_or_default(),
                 inputs: src.map(|x| x.inputs.clone()).unwrap_or_default(),
-                value: answer::value_text(rs, &s.value).unwrap_or_default(),
+                value: answer::step_value(rs, s),
                 effect: match s.levels {
                     Some((a, b)) if a != b => format!("{} → {}", rs.level_id(a), rs.level_id(b)),
                     _ => String::new(),

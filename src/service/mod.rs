@@ -7,7 +7,7 @@ pub mod metrics;
 mod replay;
 mod rpc;
 pub mod status;
-mod storing;
+pub mod storing;
 
 use crate::registry::{LoadReport, Registry};
 use arc_swap::ArcSwap;
@@ -270,6 +270,8 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
         .max_encoding_message_size(config.max_message_bytes);
     health_reporter.set_serving::<ClassificationServiceServer<rpc::Classifier>>().await;
     health_reporter.set_serving::<RuleSetServiceServer<rpc::RuleSets>>().await;
+    health_reporter.set_serving::<EvaluationServiceServer<rpc::Evaluations>>().await;
+    health_reporter.set_serving::<ReplayServiceServer<replay::Replays>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -282,7 +284,6 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
         .map_err(|e| e.to_string())?;
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let grace = config.shutdown_grace;
     let limit = config.max_concurrent_requests.max(1);
     let timeout = config.request_timeout;
     let task = tokio::spawn(async move {
@@ -293,6 +294,8 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
             reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
             reporter.set_not_serving::<ClassificationServiceServer<rpc::Classifier>>().await;
             reporter.set_not_serving::<RuleSetServiceServer<rpc::RuleSets>>().await;
+            reporter.set_not_serving::<EvaluationServiceServer<rpc::Evaluations>>().await;
+            reporter.set_not_serving::<ReplayServiceServer<replay::Replays>>().await;
         };
         let layer = tower::ServiceBuilder::new().load_shed().layer(tower::limit::GlobalConcurrencyLimitLayer::new(limit)).into_inner();
         let server = tonic::transport::Server::builder()
@@ -313,7 +316,6 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
             r
         });
         let _ = done_rx.await;
-        let _ = grace;
         for b in background {
             b.abort();
         }

@@ -87,16 +87,22 @@ impl Classifier {
     }
 
     /// Validates and evaluates one record; a record to be stored is evaluated with the full trace.
-    fn evaluate(&self, reference: Option<&pb::RuleSetReference>, value: &pb::RecordValue, level: TraceLevel) -> Result<Classified, Status> {
-        let reg = self.state.registry.load_full();
+    fn evaluate(
+        &self,
+        reg: &Registry,
+        reference: Option<&pb::RuleSetReference>,
+        value: &pb::RecordValue,
+        level: TraceLevel,
+    ) -> Result<Classified, Status> {
         let json = convert::record_json(value);
-        let loaded = resolve(&reg, reference, &json)?;
+        let loaded = resolve(reg, reference, &json)?;
         let rs = &loaded.rs;
         let span = tracing::debug_span!("classify", ruleset = %rs.checked.id, hash = %rs.hash, outcome = tracing::field::Empty);
         let _enter = span.enter();
         let record = record::from_json(&rs.checked.schema, &json).map_err(|e| status::invalid_record(&e, ""))?;
         let outcome = eval::evaluate(rs, &record, level).map_err(|e| status::eval_error(rs, &e, ""))?;
         span.record("outcome", rs.level_id(outcome.level));
+        tracing::debug!(subject = crate::answer::subject_of(rs, &record), "classified");
         self.state.metrics.outcome(&rs.checked.id, rs.level_id(outcome.level));
         Ok(Classified { loaded, record, outcome })
     }
@@ -104,6 +110,7 @@ impl Classifier {
     /// The answer and, when stored, the evaluation id.
     async fn classify_one(
         &self,
+        reg: &Registry,
         reference: Option<&pb::RuleSetReference>,
         value: &pb::RecordValue,
         options: Option<&pb::ClassifyOptions>,
@@ -112,7 +119,7 @@ impl Classifier {
         let level = trace_level(options);
         let store = options.is_some_and(|o| o.store);
         let batcher = self.batcher(store)?;
-        let c = self.evaluate(reference, value, if store { TraceLevel::Full } else { level })?;
+        let c = self.evaluate(reg, reference, value, if store { TraceLevel::Full } else { level })?;
         let rs = &c.loaded.rs;
         let Some(batcher) = batcher else { return Ok((convert::classification(rs, &c.record, &c.outcome), String::new())) };
         let e = storing::evaluation(rs, &c.record, &c.outcome, None)?;
@@ -139,8 +146,10 @@ impl pb::classification_service_server::ClassificationService for Classifier {
     async fn classify(&self, request: Request<pb::ClassifyRequest>) -> Result<Response<pb::ClassifyResponse>, Status> {
         let started = Instant::now();
         let r = request.get_ref();
-        let result =
-            self.classify_one(r.ruleset.as_ref(), &r.record.clone().unwrap_or_default(), r.options.as_ref(), &r.idempotency_key).await;
+        let reg = self.state.registry.load_full();
+        let result = self
+            .classify_one(&reg, r.ruleset.as_ref(), &r.record.clone().unwrap_or_default(), r.options.as_ref(), &r.idempotency_key)
+            .await;
         self.state.metrics.observe("Classify", code_of(&result), started.elapsed());
         result.map(|(c, evaluation_id)| Response::new(pb::ClassifyResponse { classification: Some(c), evaluation_id }))
     }
@@ -154,14 +163,17 @@ impl pb::classification_service_server::ClassificationService for Classifier {
         let one = Classifier { state: self.state.clone() };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ClassifyBatchResponse, Status>>(64);
         tokio::spawn(async move {
+            // One snapshot for the whole batch: a reload never splits it between versions.
+            let reg = one.state.registry.load_full();
             for (i, r) in req.records.into_iter().enumerate() {
                 if until.is_some_and(|d| Instant::now() >= d) {
                     let _ = tx.send(Err(Status::deadline_exceeded(format!("deadline exceeded after {i} records")))).await;
                     break;
                 }
                 let index = u32::try_from(i).unwrap_or(u32::MAX);
-                let answer =
-                    one.classify_one(req.ruleset.as_ref(), &r.record.unwrap_or_default(), req.options.as_ref(), &r.idempotency_key).await;
+                let answer = one
+                    .classify_one(&reg, req.ruleset.as_ref(), &r.record.unwrap_or_default(), req.options.as_ref(), &r.idempotency_key)
+                    .await;
                 let (result, evaluation_id) = match answer {
                     Ok((c, id)) => (pb::classify_batch_response::Result::Classification(c), id),
                     Err(s) => (pb::classify_batch_response::Result::Error(record_error(&s)), String::new()),
@@ -306,7 +318,8 @@ impl pb::evaluation_service_server::EvaluationService for Evaluations {
             n => (n as usize).min(1000),
         };
         let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
-        let rows = store.store.list(&filter_of(req.filter.as_ref()), after, size).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let rows =
+            store.store.list(&filter_of(req.filter.as_ref()), after, size, true).await.map_err(|e| Status::unavailable(e.to_string()))?;
         let next_page_token = if rows.len() == size { rows.last().map(|e| e.id.clone()).unwrap_or_default() } else { String::new() };
         let evaluations = rows.iter().map(storing::stored_message).collect::<Result<_, _>>()?;
         Ok(Response::new(pb::ListEvaluationsResponse { evaluations, next_page_token }))

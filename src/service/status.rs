@@ -44,7 +44,8 @@ pub fn eval_error(rs: &RuleSet, e: &EvalError, prefix: &str) -> Status {
             meta.insert("rule".to_string(), rule);
             meta.insert("ruleset".to_string(), rs.checked.id.clone());
             details.set_error_info("RULE_ERROR", DOMAIN, meta);
-            Status::with_error_details(Code::FailedPrecondition, e.describe(rs), details)
+            let message = if prefix.is_empty() { e.describe(rs) } else { format!("{prefix}: {}", e.describe(rs)) };
+            Status::with_error_details(Code::FailedPrecondition, message, details)
         }
     }
 }

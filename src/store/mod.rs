@@ -112,8 +112,9 @@ pub trait Store: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<Evaluation>, StoreError>;
     /// Evaluations by id, in the order given (missing ones left out).
     async fn get_many(&self, ids: &[String]) -> Result<Vec<Evaluation>, StoreError>;
-    /// Evaluations matching a filter, in id order, after `after` (an id), at most `limit`.
-    async fn list(&self, filter: &Filter, after: Option<&str>, limit: usize) -> Result<Vec<Evaluation>, StoreError>;
+    /// Evaluations matching a filter, in id order, after `after` (an id), at most `limit`;
+    /// without `with_answer`, the (large) answer is left empty.
+    async fn list(&self, filter: &Filter, after: Option<&str>, limit: usize, with_answer: bool) -> Result<Vec<Evaluation>, StoreError>;
     /// Every evaluation of one cohort call, in cohort order.
     async fn cohort(&self, cohort_id: &str) -> Result<Vec<Evaluation>, StoreError>;
     /// A rule source by hash.
@@ -159,6 +160,9 @@ pub fn now_rfc3339() -> String {
     let s = secs.rem_euclid(86_400);
     format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", s / 3600, s / 60 % 60, s % 60, d.subsec_millis())
 }
+
+/// The columns, with the answer left out (for replay's scan).
+pub(crate) const COLUMNS_LIGHT: &str = "id, subject, cohort_keys, agency, period, period_end, record, ruleset_id, ruleset_version, ruleset_hash, outcome, total, '' AS answer, created_at, cohort_id, cohort_index, exemption";
 
 /// SQL shared by both backends (the schema differs only in types).
 pub(crate) const COLUMNS: &str = "id, subject, cohort_keys, agency, period, period_end, record, ruleset_id, ruleset_version, ruleset_hash, outcome, total, answer, created_at, cohort_id, cohort_index, exemption";

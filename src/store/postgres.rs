@@ -166,9 +166,10 @@ impl Store for PostgresStore {
         Ok(found)
     }
 
-    async fn list(&self, filter: &Filter, after: Option<&str>, limit: usize) -> Result<Vec<Evaluation>, StoreError> {
+    async fn list(&self, filter: &Filter, after: Option<&str>, limit: usize, with_answer: bool) -> Result<Vec<Evaluation>, StoreError> {
+        let columns = if with_answer { COLUMNS } else { super::COLUMNS_LIGHT };
         let (w, args) = where_clause(filter, after, |i| format!("${i}"));
-        let sql = format!("SELECT {COLUMNS} FROM evaluations {w} ORDER BY id LIMIT {limit}");
+        let sql = format!("SELECT {columns} FROM evaluations {w} ORDER BY id LIMIT {limit}");
         let c = self.pool.get().await.map_err(err)?;
         let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
             args.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)).collect();

@@ -222,9 +222,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list(&self, filter: &Filter, after: Option<&str>, limit: usize) -> Result<Vec<Evaluation>, StoreError> {
+    async fn list(&self, filter: &Filter, after: Option<&str>, limit: usize, with_answer: bool) -> Result<Vec<Evaluation>, StoreError> {
+        let columns = if with_answer { COLUMNS } else { super::COLUMNS_LIGHT };
         let (w, args) = where_clause(filter, after, |i| format!("?{i}"));
-        let sql = format!("SELECT {COLUMNS} FROM evaluations {w} ORDER BY id LIMIT {limit}");
+        let sql = format!("SELECT {columns} FROM evaluations {w} ORDER BY id LIMIT {limit}");
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&sql).map_err(err)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), row).map_err(err)?;
