@@ -402,10 +402,10 @@ pub async fn replay(store: &dyn Store, candidate: &Candidate, filter: &Filter, o
         let alone: Vec<&Evaluation> = page.iter().filter(|e| e.cohort_id.is_none()).collect();
         let (next, ()) = tokio::join!(next, run.alone_batch(&alone));
         for e in &page {
-            if let Some(c) = &e.cohort_id {
-                if seen_cohorts.insert(c.clone()) {
-                    run.whole_cohort(c).await?;
-                }
+            if let Some(c) = &e.cohort_id
+                && seen_cohorts.insert(c.clone())
+            {
+                run.whole_cohort(c).await?;
             }
         }
         page = next?;
