@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example replay_bench -- [N] [DB]` (defaults 1000000, /tmp/merit-replay-bench.db).
 
-#![allow(clippy::expect_used, clippy::unwrap_used, reason = "a benchmark harness fails loudly")]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing, reason = "a benchmark harness fails loudly")]
 
 use merit::compile::compile;
 use merit::eval::{TraceLevel, evaluate, record};
