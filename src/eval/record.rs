@@ -85,8 +85,12 @@ pub fn from_json(schema: &Schema, json: &Json) -> Result<Record, Vec<FieldError>
     if errors.is_empty() { Ok(record) } else { Err(errors) }
 }
 
-/// Parses JSON text (decimals kept exact) and validates it.
+/// Parses JSON text (decimals kept exact) and validates it: straight into a record when it
+/// fits, through the checked path (which names every field at fault) when it does not.
 pub fn from_json_text(schema: &Schema, text: &str) -> Result<Record, Vec<FieldError>> {
+    if let Some(r) = decode_fast(schema, text) {
+        return Ok(r);
+    }
     let json: Json =
         serde_json::from_str(text).map_err(|e| vec![FieldError { path: String::new(), message: format!("not valid JSON: {e}") }])?;
     from_json(schema, &json)
@@ -286,4 +290,259 @@ fn record_json(schema: &Schema, rt: RecordTypeId, record: &Record) -> Json {
 /// The declared name of an enum value.
 pub fn enum_name(schema: &Schema, t: u16, e: u16) -> &str {
     schema.enums.get(t as usize).and_then(|en| en.values.get(e as usize)).map_or("", String::as_str)
+}
+
+/// Decodes JSON text straight into a record, without building a JSON tree first (replay reads
+/// millions of stored canonical records). `None` when anything does not fit: the caller then
+/// takes the checked path, which names every field at fault.
+pub fn decode_fast(schema: &Schema, text: &str) -> Option<Record> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let record = RecordSeed { schema, rt: 0 }.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(record)
+}
+
+mod fast {
+    use super::{Record, Value};
+    use crate::check::ir::{Field, FieldType, RecordTypeId, Role, Schema};
+    use crate::date;
+    use crate::num::Num;
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    fn fail<E: de::Error>() -> E {
+        E::custom("does not fit")
+    }
+
+    pub struct RecordSeed<'s> {
+        pub schema: &'s Schema,
+        pub rt: RecordTypeId,
+    }
+
+    impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+        type Value = Record;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Record, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for RecordSeed<'_> {
+        type Value = Record;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a record")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+            let fields = self.schema.records.get(self.rt).map(|r| r.fields.as_slice()).ok_or_else(fail)?;
+            let mut slots: Vec<Option<Value>> = vec![None; fields.len()];
+            while let Some(i) = map.next_key_seed(KeySeed(fields))? {
+                let field = fields.get(i).ok_or_else(fail)?;
+                let v = map.next_value_seed(FieldSeed { schema: self.schema, field })?;
+                *slots.get_mut(i).ok_or_else(fail)? = Some(v);
+            }
+            let mut out = Vec::with_capacity(fields.len());
+            for (f, v) in fields.iter().zip(slots) {
+                out.push(match v {
+                    Some(Value::Absent) | None => match &f.default {
+                        Some(c) => super::from_const(c),
+                        None if f.optional => Value::Absent,
+                        None => return Err(fail()),
+                    },
+                    Some(v) => v,
+                });
+            }
+            Ok(Record { slots: out })
+        }
+    }
+
+    struct KeySeed<'s>(&'s [Field]);
+
+    impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+        type Value = usize;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for KeySeed<'_> {
+        type Value = usize;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a field name")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<usize, E> {
+            self.0.iter().position(|f| f.name == v).ok_or_else(fail)
+        }
+    }
+
+    struct FieldSeed<'s> {
+        schema: &'s Schema,
+        field: &'s Field,
+    }
+
+    impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_option(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for FieldSeed<'_> {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a field value")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+            Ok(Value::Absent)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+            Ok(Value::Absent)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            match &self.field.ty {
+                FieldType::List(rt) => d.deserialize_seq(ListSeed { schema: self.schema, rt: *rt }),
+                FieldType::Record(rt) => RecordSeed { schema: self.schema, rt: *rt }.deserialize(d).map(|r| Value::Record(Box::new(r))),
+                _ => d.deserialize_any(Scalar { schema: self.schema, field: self.field }),
+            }
+        }
+    }
+
+    struct ListSeed<'s> {
+        schema: &'s Schema,
+        rt: RecordTypeId,
+    }
+
+    impl<'de> Visitor<'de> for ListSeed<'_> {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+            while let Some(r) = seq.next_element_seed(RecordSeed { schema: self.schema, rt: self.rt })? {
+                items.push(r);
+            }
+            Ok(Value::List(items))
+        }
+    }
+
+    struct Scalar<'s> {
+        schema: &'s Schema,
+        field: &'s Field,
+    }
+
+    impl Scalar<'_> {
+        fn number<E: de::Error>(&self, text: &str, is_integer_text: bool) -> Result<Value, E> {
+            let n = Num::parse_decimal(text).map_err(|_| fail())?;
+            match &self.field.ty {
+                FieldType::Integer(b) if is_integer_text && b.contains(&n) => Ok(Value::Num(n)),
+                FieldType::Decimal(b) if b.contains(&n) => Ok(Value::Num(n)),
+                _ => Err(fail()),
+            }
+        }
+    }
+
+    impl<'de> Visitor<'de> for Scalar<'_> {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a value")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+            match self.field.ty {
+                FieldType::Bool => Ok(Value::Bool(v)),
+                _ => Err(fail()),
+            }
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+            self.number(&v.to_string(), true)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+            self.number(&v.to_string(), true)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            // serde_json's exact (arbitrary-precision) number: one entry whose value is its text.
+            let _key: Option<String> = map.next_key()?;
+            let text: String = map.next_value()?;
+            let integer = !text.contains(['.', 'e', 'E']);
+            self.number(&text, integer)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+            match &self.field.ty {
+                FieldType::Text => {
+                    if self.field.role == Some(Role::Period) && date::parse_period(v).is_none() {
+                        return Err(fail());
+                    }
+                    let text = if unicode_normalization::is_nfc(v) { v.to_string() } else { super::nfc(v) };
+                    Ok(Value::Text(text.into_boxed_str()))
+                }
+                FieldType::Decimal(_) => self.number(v, false),
+                FieldType::Date => date::parse_date(v).map(Value::Date).ok_or_else(fail),
+                FieldType::Level => {
+                    let levels = self.schema.levels.get(..self.schema.ordered_levels).unwrap_or(&[]);
+                    levels.iter().position(|l| l == v).and_then(|i| u8::try_from(i).ok()).map(Value::Level).ok_or_else(fail)
+                }
+                FieldType::Enum(e) => {
+                    let values = self.schema.enums.get(*e).map(|x| x.values.as_slice()).unwrap_or(&[]);
+                    let t = u16::try_from(*e).map_err(|_| fail())?;
+                    values.iter().position(|x| x == v).and_then(|i| u16::try_from(i).ok()).map(|i| Value::Enum(t, i)).ok_or_else(fail)
+                }
+                _ => Err(fail()),
+            }
+        }
+    }
+}
+
+use fast::RecordSeed;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::compile;
+
+    const RULES: &str = "ruleset t \"t\" version \"1\" effective 2025-01-01
+record {
+  subject_id: text role subject
+  period: text role period
+  n: integer >= 0 = 0
+  d: decimal in 0..100?
+  when: date?
+  kind: one of \"present\", other = other
+  items: list of { v: decimal, ok: bool = false } = []
+}
+levels { good \"G\" weak \"W\" }
+score total = d ?? 0
+classify by total { good when total >= 50 weak otherwise }
+";
+
+    #[test]
+    fn the_fast_decoder_accepts_exactly_what_fits() {
+        let rs = compile("t.merit", RULES).expect("compiles").0;
+        let schema = &rs.checked.schema;
+        let fits = [
+            r#"{"subject_id": "a", "period": "2025", "d": "62.99", "items": [{"v": 1}, {"v": "0.5", "ok": true}]}"#,
+            r#"{"subject_id": "a", "period": "2025-Q3", "d": 62.99, "n": 3, "kind": "present", "when": "2025-02-28"}"#,
+            r#"{"subject_id": "Nguyễn", "period": "2025-07", "d": null}"#,
+        ];
+        for text in fits {
+            let fast = decode_fast(schema, text).expect(text);
+            let slow = from_json(schema, &serde_json::from_str(text).expect("json")).expect(text);
+            assert_eq!(to_json(schema, &fast), to_json(schema, &slow), "{text}");
+        }
+        let misfits = [
+            r#"{"subject_id": "a", "period": "2025", "n": "3"}"#,
+            r#"{"subject_id": "a", "period": "2025", "n": 3.5}"#,
+            r#"{"subject_id": "a", "period": "2025", "n": -1}"#,
+            r#"{"subject_id": "a", "period": "2025", "d": "100.01"}"#,
+            r#"{"subject_id": "a", "period": "2025", "typo": 1}"#,
+            r#"{"subject_id": "a", "period": "25"}"#,
+            r#"{"subject_id": "a"}"#,
+            r#"{"subject_id": "a", "period": "2025", "when": "2025-02-30"}"#,
+            r#"{"subject_id": "a", "period": "2025", "kind": "absent"}"#,
+            r#"{"subject_id": "a", "period": "2025", "items": [{"ok": true}]}"#,
+            r#"{"subject_id": "a", "period": "2025"} trailing"#,
+        ];
+        for text in misfits {
+            assert!(decode_fast(schema, text).is_none(), "{text}");
+            assert!(from_json_text(schema, text).is_err(), "{text}");
+        }
+    }
 }
