@@ -173,7 +173,8 @@ async fn run_phase(
     let end = Instant::now() + Duration::from_secs(args.duration_secs);
     let per_client_interval = (args.rate > 0).then(|| Duration::from_secs_f64(args.concurrency as f64 / args.rate as f64));
     let mut tasks = Vec::new();
-    for i in 0..args.concurrency.max(1) {
+    let concurrency = args.concurrency.max(1);
+    for i in 0..concurrency {
         let Some(ch) = channels.get(i % channels.len().max(1)).cloned() else {
             break;
         };
@@ -183,7 +184,9 @@ async fn run_phase(
             let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
             let mut client = pb::classification_service_client::ClassificationServiceClient::new(ch);
             let (mut ok, mut errors, mut lat) = (0u64, 0u64, Vec::with_capacity(100_000));
-            let mut next = Instant::now();
+            // Clients start staggered across one interval, so a paced run does not arrive in bursts.
+            let stagger = per_client_interval.map_or(Duration::ZERO, |every| every.mul_f64(i as f64 / concurrency as f64));
+            let mut next = Instant::now() + stagger;
             while Instant::now() < end {
                 if let Some(every) = per_client_interval {
                     tokio::time::sleep_until(next.into()).await;

@@ -90,7 +90,13 @@ pub fn call(args: &CallArgs) -> Exit {
                 exemption: None,
                 idempotency_key: args.idempotency_key.clone(),
             };
-            client.classify_cohort(req).await.map(|r| serde_json::to_value(r.into_inner().classifications))
+            client.classify_cohort(req).await.map(|r| {
+                let r = r.into_inner();
+                if !r.evaluation_ids.is_empty() {
+                    eprintln!("stored as evaluations {}", r.evaluation_ids.join(", "));
+                }
+                serde_json::to_value(r.classifications)
+            })
         } else {
             let req = pb::ClassifyRequest {
                 ruleset: reference,
@@ -98,7 +104,13 @@ pub fn call(args: &CallArgs) -> Exit {
                 options,
                 idempotency_key: args.idempotency_key.clone(),
             };
-            client.classify(req).await.map(|r| serde_json::to_value(r.into_inner().classification))
+            client.classify(req).await.map(|r| {
+                let r = r.into_inner();
+                if !r.evaluation_id.is_empty() {
+                    eprintln!("stored as evaluation {}", r.evaluation_id);
+                }
+                serde_json::to_value(r.classification)
+            })
         };
         match answer {
             Ok(Ok(v)) => {

@@ -164,6 +164,14 @@ pub fn replay(args: &ReplayArgs) -> Exit {
         );
         b
     });
+    // Replay reads a store; it never creates one (a mistyped path would replay nothing).
+    if !args.store.starts_with("postgres") {
+        let path = args.store.strip_prefix("sqlite://").or_else(|| args.store.strip_prefix("sqlite:")).unwrap_or(&args.store);
+        if !std::path::Path::new(path).is_file() {
+            eprintln!("error: no store at {path}");
+            return Exit::Io;
+        }
+    }
     runtime.block_on(async {
         let store = match store::open(&args.store).await {
             Ok(s) => s,

@@ -283,6 +283,15 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
         .build_v1alpha()
         .map_err(|e| e.to_string())?;
 
+    // Small answers go out at once: without TCP_NODELAY, Nagle's algorithm holds a response's
+    // last frame until the client's delayed ACK, about 40 ms later.
+    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |conn| {
+        conn.inspect(|sock| {
+            if let Err(e) = sock.set_nodelay(true) {
+                tracing::warn!("cannot set TCP_NODELAY: {e}");
+            }
+        })
+    });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let limit = config.max_concurrent_requests.max(1);
     let timeout = config.request_timeout;
@@ -308,7 +317,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
             .add_service(rule_sets)
             .add_service(evaluations)
             .add_service(replays)
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), signal);
+            .serve_with_incoming_shutdown(incoming, signal);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(async move {
             let r = server.await;
