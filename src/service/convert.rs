@@ -177,3 +177,84 @@ fn field(schema: &Schema, f: &Field) -> pb::FieldSchema {
         range,
     }
 }
+
+/// Decodes a value tree straight into a record, when it fits the schema exactly as the JSON
+/// path would accept it; `None` otherwise, and the caller takes the JSON path, which names
+/// every field at fault. (A request's record is decoded once per request: this skips building
+/// a JSON tree.)
+pub fn record_from_tree(schema: &Schema, r: &pb::RecordValue) -> Option<Record> {
+    tree_record(schema, 0, r)
+}
+
+fn tree_record(schema: &Schema, rt: usize, r: &pb::RecordValue) -> Option<Record> {
+    let fields = &schema.records.get(rt)?.fields;
+    if r.fields.keys().any(|k| !fields.iter().any(|f| f.name == *k)) {
+        return None;
+    }
+    let mut slots = Vec::with_capacity(fields.len());
+    for f in fields {
+        let v = r.fields.get(&f.name).and_then(|v| v.kind.as_ref());
+        slots.push(match v {
+            None => match &f.default {
+                Some(c) => crate::eval::record::from_const(c),
+                None if f.optional => crate::eval::record::Value::Absent,
+                None => return None,
+            },
+            Some(k) => tree_value(schema, f, k)?,
+        });
+    }
+    Some(Record { slots })
+}
+
+fn tree_value(schema: &Schema, f: &Field, k: &pb::value::Kind) -> Option<crate::eval::record::Value> {
+    use crate::eval::record::Value;
+    use crate::num::Num;
+    use pb::value::Kind;
+    let number = |text: &str, integer_only: bool| -> Option<Value> {
+        let n = Num::parse_decimal(text).ok()?;
+        match &f.ty {
+            FieldType::Integer(b) if b.contains(&n) && !(integer_only && text.contains(['.', 'e', 'E'])) => Some(Value::Num(n)),
+            FieldType::Decimal(b) if b.contains(&n) => Some(Value::Num(n)),
+            _ => None,
+        }
+    };
+    match (&f.ty, k) {
+        (FieldType::Text, Kind::Text(t) | Kind::Date(t)) => {
+            if f.role == Some(Role::Period) && date::parse_period(t).is_none() {
+                return None;
+            }
+            let text = if unicode_normalization::is_nfc(t) { t.clone() } else { crate::check::ir::nfc(t) };
+            Some(Value::Text(text.into_boxed_str()))
+        }
+        (FieldType::Bool, Kind::Boolean(b)) => Some(Value::Bool(*b)),
+        (FieldType::Integer(_), Kind::Integer(i)) => number(&i.to_string(), true),
+        (FieldType::Integer(_), Kind::Decimal(d)) => number(d, true),
+        (FieldType::Decimal(_), Kind::Integer(i)) => number(&i.to_string(), false),
+        (FieldType::Decimal(_), Kind::Decimal(d) | Kind::Text(d)) => number(d, false),
+        (FieldType::Date, Kind::Date(d) | Kind::Text(d)) => date::parse_date(d).map(Value::Date),
+        (FieldType::Level, Kind::Text(t)) => {
+            schema.levels.get(..schema.ordered_levels)?.iter().position(|l| l == t).and_then(|i| u8::try_from(i).ok()).map(Value::Level)
+        }
+        (FieldType::Enum(e), Kind::Text(t)) => {
+            let i = schema.enums.get(*e)?.values.iter().position(|v| v == t)?;
+            Some(Value::Enum(u16::try_from(*e).ok()?, u16::try_from(i).ok()?))
+        }
+        (FieldType::List(rt), Kind::List(l)) => {
+            let items = l.items.iter().map(|v| match &v.kind {
+                Some(Kind::Record(r)) => tree_record(schema, *rt, r),
+                _ => None,
+            });
+            items.collect::<Option<Vec<_>>>().map(Value::List)
+        }
+        (FieldType::Record(rt), Kind::Record(r)) => tree_record(schema, *rt, r).map(|r| Value::Record(Box::new(r))),
+        _ => None,
+    }
+}
+
+/// The text of a field of a value tree (for choosing the rule-set version by period).
+pub fn tree_text<'a>(r: &'a pb::RecordValue, field: &str) -> Option<&'a str> {
+    match r.fields.get(field)?.kind.as_ref()? {
+        pb::value::Kind::Text(t) | pb::value::Kind::Date(t) => Some(t),
+        _ => None,
+    }
+}

@@ -24,6 +24,11 @@ fn trace_level(options: Option<&pb::ClassifyOptions>) -> TraceLevel {
 
 /// Picks the rule set: the version asked for, or the one in effect on the record's period date.
 fn resolve(reg: &Registry, reference: Option<&pb::RuleSetReference>, record: &Json) -> Result<Arc<Loaded>, Status> {
+    resolve_by(reg, reference, |f| record.get(f).and_then(Json::as_str))
+}
+
+/// Picks the rule set, reading the period (when no version is named) through `period`.
+fn resolve_by<'r>(reg: &Registry, reference: Option<&pb::RuleSetReference>, period: impl Fn(&str) -> Option<&'r str>) -> Result<Arc<Loaded>, Status> {
     let Some(r) = reference.filter(|r| !r.id.is_empty()) else {
         return Err(status::invalid_record(
             &[record::FieldError { path: "ruleset.id".into(), message: "required: the rule set to use".into() }],
@@ -32,7 +37,7 @@ fn resolve(reg: &Registry, reference: Option<&pb::RuleSetReference>, record: &Js
     };
     let on = match &r.version {
         Some(_) => None,
-        None => reg.period_field(&r.id).and_then(|f| record.get(&f).and_then(Json::as_str).and_then(date::parse_period)).map(|(_, d)| d),
+        None => reg.period_field(&r.id).and_then(|f| period(&f).and_then(date::parse_period)).map(|(_, d)| d),
     };
     reg.resolve(&r.id, r.version.as_deref(), on).map_err(|e| status::not_found(&e))
 }
@@ -94,12 +99,14 @@ impl Classifier {
         value: &pb::RecordValue,
         level: TraceLevel,
     ) -> Result<Classified, Status> {
-        let json = convert::record_json(value);
-        let loaded = resolve(reg, reference, &json)?;
+        let loaded = resolve_by(reg, reference, |f| convert::tree_text(value, f))?;
         let rs = &loaded.rs;
         let span = tracing::debug_span!("classify", ruleset = %rs.checked.id, hash = %rs.hash, outcome = tracing::field::Empty);
         let _enter = span.enter();
-        let record = record::from_json(&rs.checked.schema, &json).map_err(|e| status::invalid_record(&e, ""))?;
+        let record = match convert::record_from_tree(&rs.checked.schema, value) {
+            Some(r) => r,
+            None => record::from_json(&rs.checked.schema, &convert::record_json(value)).map_err(|e| status::invalid_record(&e, ""))?,
+        };
         let outcome = eval::evaluate(rs, &record, level).map_err(|e| status::eval_error(rs, &e, ""))?;
         span.record("outcome", rs.level_id(outcome.level));
         tracing::debug!(subject = crate::answer::subject_of(rs, &record), "classified");
@@ -148,7 +155,7 @@ impl pb::classification_service_server::ClassificationService for Classifier {
         let r = request.get_ref();
         let reg = self.state.registry.load_full();
         let result = self
-            .classify_one(&reg, r.ruleset.as_ref(), &r.record.clone().unwrap_or_default(), r.options.as_ref(), &r.idempotency_key)
+            .classify_one(&reg, r.ruleset.as_ref(), r.record.as_ref().unwrap_or(&pb::RecordValue::default()), r.options.as_ref(), &r.idempotency_key)
             .await;
         self.state.metrics.observe("Classify", code_of(&result), started.elapsed());
         result.map(|(c, evaluation_id)| Response::new(pb::ClassifyResponse { classification: Some(c), evaluation_id }))
