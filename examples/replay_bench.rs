@@ -32,7 +32,7 @@ async fn main() {
             r["general_points"] = format!("{}.{}", 15 + i % 15, i % 10).into();
             let rec = record::from_json(&rs.checked.schema, &r).unwrap();
             let o = evaluate(&rs, &rec, TraceLevel::Full).unwrap();
-            let e = merit::service::storing::evaluation(&rs, &rec, &o, None).unwrap();
+            let e = merit::service::storing::evaluation(&rs, &rec, &o, None).unwrap().0;
             batch.push(Submission { key: None, source: source.clone(), evaluations: vec![e] });
             if batch.len() == 5000 {
                 store.write(std::mem::take(&mut batch)).await.unwrap();

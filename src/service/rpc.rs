@@ -28,7 +28,11 @@ fn resolve(reg: &Registry, reference: Option<&pb::RuleSetReference>, record: &Js
 }
 
 /// Picks the rule set, reading the period (when no version is named) through `period`.
-fn resolve_by<'r>(reg: &Registry, reference: Option<&pb::RuleSetReference>, period: impl Fn(&str) -> Option<&'r str>) -> Result<Arc<Loaded>, Status> {
+fn resolve_by<'r>(
+    reg: &Registry,
+    reference: Option<&pb::RuleSetReference>,
+    period: impl Fn(&str) -> Option<&'r str>,
+) -> Result<Arc<Loaded>, Status> {
     let Some(r) = reference.filter(|r| !r.id.is_empty()) else {
         return Err(status::invalid_record(
             &[record::FieldError { path: "ruleset.id".into(), message: "required: the rule set to use".into() }],
@@ -129,10 +133,10 @@ impl Classifier {
         let c = self.evaluate(reg, reference, value, if store { TraceLevel::Full } else { level })?;
         let rs = &c.loaded.rs;
         let Some(batcher) = batcher else { return Ok((convert::classification(rs, &c.record, &c.outcome), String::new())) };
-        let e = storing::evaluation(rs, &c.record, &c.outcome, None)?;
+        let (e, answer) = storing::evaluation(rs, &c.record, &c.outcome, None)?;
         let version = reference.and_then(|r| r.version.clone()).unwrap_or_default();
         let hash = storing::request_hash(&["classify", &rs.checked.id, &version, &e.record]);
-        let answers = storing::keep(batcher, key, hash, storing::source_of(&c.loaded), vec![e]).await?;
+        let answers = storing::keep(batcher, key, hash, storing::source_of(&c.loaded), vec![(e, answer)]).await?;
         answers.into_iter().next().map(|(id, a)| (storing::trimmed(a, level), id)).ok_or_else(|| Status::internal("no stored answer"))
     }
 }
@@ -155,7 +159,13 @@ impl pb::classification_service_server::ClassificationService for Classifier {
         let r = request.get_ref();
         let reg = self.state.registry.load_full();
         let result = self
-            .classify_one(&reg, r.ruleset.as_ref(), r.record.as_ref().unwrap_or(&pb::RecordValue::default()), r.options.as_ref(), &r.idempotency_key)
+            .classify_one(
+                &reg,
+                r.ruleset.as_ref(),
+                r.record.as_ref().unwrap_or(&pb::RecordValue::default()),
+                r.options.as_ref(),
+                &r.idempotency_key,
+            )
             .await;
         self.state.metrics.observe("Classify", code_of(&result), started.elapsed());
         result.map(|(c, evaluation_id)| Response::new(pb::ClassifyResponse { classification: Some(c), evaluation_id }))
@@ -222,7 +232,7 @@ impl Classifier {
         let (Some(batcher), Some((loaded, evals))) = (batcher, stored) else {
             return Ok(pb::ClassifyCohortResponse { classifications: answers, evaluation_ids: Vec::new() });
         };
-        let records: Vec<&str> = evals.iter().map(|e| e.record.as_str()).collect();
+        let records: Vec<&str> = evals.iter().map(|(e, _)| e.record.as_str()).collect();
         let mut parts = vec!["cohort", loaded.rs.checked.id.as_str(), version.as_str(), exemption_text.as_deref().unwrap_or("")];
         parts.extend(records);
         let hash = storing::request_hash(&parts);
@@ -233,7 +243,7 @@ impl Classifier {
     }
 }
 
-type CohortAnswers = (Vec<pb::Classification>, Option<(Arc<Loaded>, Vec<crate::store::Evaluation>)>);
+type CohortAnswers = (Vec<pb::Classification>, Option<(Arc<Loaded>, Vec<(crate::store::Evaluation, pb::Classification)>)>);
 
 fn cohort(
     state: &State,

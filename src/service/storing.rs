@@ -35,8 +35,13 @@ pub fn trimmed(mut c: pb::Classification, level: TraceLevel) -> pb::Classificati
     c
 }
 
-/// The stored form of one evaluated record.
-pub fn evaluation(rs: &RuleSet, rec: &Record, o: &Outcome, cohort: Option<(&str, u32, Option<String>)>) -> Result<Evaluation, Status> {
+/// The stored form of one evaluated record, and its answer (full trace).
+pub fn evaluation(
+    rs: &RuleSet,
+    rec: &Record,
+    o: &Outcome,
+    cohort: Option<(&str, u32, Option<String>)>,
+) -> Result<(Evaluation, pb::Classification), Status> {
     let c = &rs.checked;
     let root = c.schema.records.first().map(|r| r.fields.as_slice()).unwrap_or(&[]);
     let mut keys = serde_json::Map::new();
@@ -52,7 +57,7 @@ pub fn evaluation(rs: &RuleSet, rec: &Record, o: &Outcome, cohort: Option<(&str,
     let period_end = crate::date::parse_period(&period).map(|(_, d)| crate::date::format_date(d)).unwrap_or_default();
     let answer = convert::classification(rs, rec, o);
     let answer_json = serde_json::to_string(&answer).map_err(|e| Status::internal(format!("cannot encode the answer: {e}")))?;
-    Ok(Evaluation {
+    let e = Evaluation {
         id: store::new_id(),
         subject: crate::answer::subject_of(rs, rec).to_string(),
         cohort_keys: serde_json::Value::Object(keys).to_string(),
@@ -70,7 +75,8 @@ pub fn evaluation(rs: &RuleSet, rec: &Record, o: &Outcome, cohort: Option<(&str,
         cohort_id: cohort.as_ref().map(|(id, _, _)| id.to_string()),
         cohort_index: cohort.as_ref().map(|(_, i, _)| *i),
         exemption: cohort.and_then(|(_, _, e)| e),
-    })
+    };
+    Ok((e, answer))
 }
 
 /// The stored rule source of a loaded rule set.
@@ -97,10 +103,10 @@ pub async fn keep(
     key: &str,
     request_hash: String,
     source: Arc<(String, String, String, String)>,
-    evals: Vec<Evaluation>,
+    evals: Vec<(Evaluation, pb::Classification)>,
 ) -> Result<Vec<(String, pb::Classification)>, Status> {
-    let fresh: Vec<(String, pb::Classification)> =
-        evals.iter().map(|e| Ok((e.id.clone(), stored_answer(e)?))).collect::<Result<_, Status>>()?;
+    let (evals, answers): (Vec<Evaluation>, Vec<pb::Classification>) = evals.into_iter().unzip();
+    let fresh: Vec<(String, pb::Classification)> = evals.iter().map(|e| e.id.clone()).zip(answers).collect();
     let sub = Submission { key: (!key.is_empty()).then(|| (key.to_string(), request_hash.clone())), source, evaluations: evals };
     match batcher.submit(sub).await.map_err(unavailable)? {
         Written::Stored => Ok(fresh),
