@@ -139,6 +139,16 @@ fn push_ascii(out: &mut String, bytes: &[u8]) {
     out.extend(bytes.iter().map(|&b| char::from(b)));
 }
 
+/// `a * b`, checked. When both fit in 64 bits the product cannot overflow 128 bits, so the
+/// slow overflow-checked 128-bit multiply (a library call) is needed only for large operands.
+#[inline(always)]
+fn mul128(a: i128, b: i128) -> Option<i128> {
+    match (i64::try_from(a), i64::try_from(b)) {
+        (Ok(x), Ok(y)) => Some(i128::from(x) * i128::from(y)),
+        _ => a.checked_mul(b),
+    }
+}
+
 impl Num {
     /// The number 0.
     pub const ZERO: Num = Num { n: 0, d: 1 };
@@ -292,7 +302,7 @@ impl Num {
             if let Some(n) = op(self.n, other.n) {
                 return Ok(Num { n, d: self.d });
             }
-        } else if let (Some(a), Some(b), Some(d)) = (self.n.checked_mul(other.d), other.n.checked_mul(self.d), self.d.checked_mul(other.d))
+        } else if let (Some(a), Some(b), Some(d)) = (mul128(self.n, other.d), mul128(other.n, self.d), mul128(self.d, other.d))
             && let Some(n) = op(a, b)
         {
             return Ok(Num { n, d });
@@ -320,7 +330,7 @@ impl Num {
     #[allow(clippy::should_implement_trait, reason = "checked: returns a Result, which the operator traits cannot")]
     #[inline]
     pub fn mul(self, other: Num) -> Result<Num, NumError> {
-        if let (Some(n), Some(d)) = (self.n.checked_mul(other.n), self.d.checked_mul(other.d)) {
+        if let (Some(n), Some(d)) = (mul128(self.n, other.n), mul128(self.d, other.d)) {
             return Ok(Num { n, d });
         }
         Self::mul_reduced(self, other)
@@ -346,7 +356,7 @@ impl Num {
         if other.n == 0 {
             return Err(NumError::DivisionByZero);
         }
-        if let (Some(n), Some(d)) = (self.n.checked_mul(other.d), self.d.checked_mul(other.n)) {
+        if let (Some(n), Some(d)) = (mul128(self.n, other.d), mul128(self.d, other.n)) {
             if d > 0 {
                 return Ok(Num { n, d });
             }
@@ -398,7 +408,7 @@ impl Num {
         if sa != sb {
             return Ok(sa.cmp(&sb));
         }
-        match (self.n.checked_mul(other.d), other.n.checked_mul(self.d)) {
+        match (mul128(self.n, other.d), mul128(other.n, self.d)) {
             (Some(l), Some(r)) => Ok(l.cmp(&r)),
             _ => Ok(Self::cmp_euclid(*self, *other)),
         }
