@@ -164,6 +164,31 @@ pub fn now_rfc3339() -> String {
 /// The columns, with the answer left out (for replay's scan).
 pub(crate) const COLUMNS_LIGHT: &str = "id, subject, cohort_keys, agency, period, period_end, record, ruleset_id, ruleset_version, ruleset_hash, outcome, total, '' AS answer, created_at, cohort_id, cohort_index, exemption";
 
+/// Versioned migrations, applied in order, each in its own transaction, by both backends:
+/// the SQL is written in the part of the language SQLite and PostgreSQL share (SQLite reads
+/// `BIGINT` as an integer column).
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE rule_sources (
+        hash TEXT PRIMARY KEY, ruleset_id TEXT NOT NULL, ruleset_version TEXT NOT NULL,
+        source TEXT NOT NULL, first_seen TEXT NOT NULL);
+     CREATE TABLE evaluations (
+        id TEXT PRIMARY KEY, subject TEXT NOT NULL, cohort_keys TEXT NOT NULL, agency TEXT NOT NULL,
+        period TEXT NOT NULL, period_end TEXT NOT NULL, record TEXT NOT NULL,
+        ruleset_id TEXT NOT NULL, ruleset_version TEXT NOT NULL,
+        ruleset_hash TEXT NOT NULL REFERENCES rule_sources(hash),
+        outcome TEXT NOT NULL, total TEXT, answer TEXT NOT NULL, created_at TEXT NOT NULL,
+        cohort_id TEXT, cohort_index BIGINT, exemption TEXT);
+     CREATE INDEX evaluations_subject ON evaluations(subject, id);
+     CREATE INDEX evaluations_agency ON evaluations(agency, id);
+     CREATE INDEX evaluations_period ON evaluations(period_end, id);
+     CREATE INDEX evaluations_ruleset ON evaluations(ruleset_id, id);
+     CREATE INDEX evaluations_outcome ON evaluations(outcome, id);
+     CREATE INDEX evaluations_cohort ON evaluations(cohort_id, cohort_index);
+     CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, evaluation_ids TEXT NOT NULL, created_at TEXT NOT NULL);",
+)];
+
 /// SQL shared by both backends (the schema differs only in types).
 pub(crate) const COLUMNS: &str = "id, subject, cohort_keys, agency, period, period_end, record, ruleset_id, ruleset_version, ruleset_hash, outcome, total, answer, created_at, cohort_id, cohort_index, exemption";
 

@@ -2,31 +2,9 @@
 //! Migrations take an advisory lock, so replicas starting together migrate once.
 
 use super::sqlite::where_clause;
-use super::{COLUMNS, Evaluation, Filter, Store, StoreError, Submission, Written};
+use super::{COLUMNS, Evaluation, Filter, MIGRATIONS, Store, StoreError, Submission, Written};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
-
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE rule_sources (
-        hash TEXT PRIMARY KEY, ruleset_id TEXT NOT NULL, ruleset_version TEXT NOT NULL,
-        source TEXT NOT NULL, first_seen TEXT NOT NULL);
-     CREATE TABLE evaluations (
-        id TEXT PRIMARY KEY, subject TEXT NOT NULL, cohort_keys TEXT NOT NULL, agency TEXT NOT NULL,
-        period TEXT NOT NULL, period_end TEXT NOT NULL, record TEXT NOT NULL,
-        ruleset_id TEXT NOT NULL, ruleset_version TEXT NOT NULL,
-        ruleset_hash TEXT NOT NULL REFERENCES rule_sources(hash),
-        outcome TEXT NOT NULL, total TEXT, answer TEXT NOT NULL, created_at TEXT NOT NULL,
-        cohort_id TEXT, cohort_index BIGINT, exemption TEXT);
-     CREATE INDEX evaluations_subject ON evaluations(subject, id);
-     CREATE INDEX evaluations_agency ON evaluations(agency, id);
-     CREATE INDEX evaluations_period ON evaluations(period_end, id);
-     CREATE INDEX evaluations_ruleset ON evaluations(ruleset_id, id);
-     CREATE INDEX evaluations_outcome ON evaluations(outcome, id);
-     CREATE INDEX evaluations_cohort ON evaluations(cohort_id, cohort_index);
-     CREATE TABLE idempotency (
-        key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, evaluation_ids TEXT NOT NULL, created_at TEXT NOT NULL);",
-)];
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
