@@ -113,18 +113,23 @@ impl pb::replay_service_server::ReplayService for Replays {
         };
         let filter = rpc::filter_of(req.filter.as_ref());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<pb::ReplayResponse, Status>>();
-        tokio::spawn(async move {
+        // Replay evaluates pages on threads of its own: it runs on a blocking thread, never on
+        // an async worker that other requests need.
+        let handle = tokio::runtime::Handle::current();
+        let metrics = self.state.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let sender = tx.clone();
-            let result = replay::replay(batcher.store.as_ref(), &candidate, &filter, move |e| {
+            let result = handle.block_on(replay::replay(batcher.store.as_ref(), &candidate, &filter, move |e| {
                 if let Some(m) = event(e) {
                     let _ = sender.send(Ok(m));
                 }
-            })
-            .await;
+            }));
             let last = match result {
                 Ok(s) => Ok(pb::ReplayResponse { event: Some(pb::replay_response::Event::Summary(summary(&s))) }),
                 Err(e) => Err(Status::unavailable(e.to_string())),
             };
+            metrics.observe("Replay", last.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok), started.elapsed());
             let _ = tx.send(last);
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))))

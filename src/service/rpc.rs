@@ -317,19 +317,34 @@ pub(super) fn filter_of(f: Option<&pb::EvaluationFilter>) -> crate::store::Filte
 #[tonic::async_trait]
 impl pb::evaluation_service_server::EvaluationService for Evaluations {
     async fn get_evaluation(&self, request: Request<pb::GetEvaluationRequest>) -> Result<Response<pb::GetEvaluationResponse>, Status> {
-        let store = self.store()?;
-        let id = request.into_inner().id;
-        let found = store.store.get(&id).await.map_err(|e| Status::unavailable(e.to_string()))?;
-        let e = found.ok_or_else(|| Status::not_found(format!("no stored evaluation `{id}`")))?;
-        Ok(Response::new(pb::GetEvaluationResponse { evaluation: Some(storing::stored_message(&e)?) }))
+        let started = Instant::now();
+        let result = self.get_one(request.into_inner()).await;
+        self.state.metrics.observe("GetEvaluation", code_of(&result), started.elapsed());
+        result.map(Response::new)
     }
 
     async fn list_evaluations(
         &self,
         request: Request<pb::ListEvaluationsRequest>,
     ) -> Result<Response<pb::ListEvaluationsResponse>, Status> {
+        let started = Instant::now();
+        let result = self.list_page(request.into_inner()).await;
+        self.state.metrics.observe("ListEvaluations", code_of(&result), started.elapsed());
+        result.map(Response::new)
+    }
+}
+
+impl Evaluations {
+    async fn get_one(&self, request: pb::GetEvaluationRequest) -> Result<pb::GetEvaluationResponse, Status> {
         let store = self.store()?;
-        let req = request.into_inner();
+        let id = request.id;
+        let found = store.store.get(&id).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let e = found.ok_or_else(|| Status::not_found(format!("no stored evaluation `{id}`")))?;
+        Ok(pb::GetEvaluationResponse { evaluation: Some(storing::stored_message(&e)?) })
+    }
+
+    async fn list_page(&self, req: pb::ListEvaluationsRequest) -> Result<pb::ListEvaluationsResponse, Status> {
+        let store = self.store()?;
         let size = match req.page_size {
             0 => 100,
             n => (n as usize).min(1000),
@@ -339,7 +354,7 @@ impl pb::evaluation_service_server::EvaluationService for Evaluations {
             store.store.list(&filter_of(req.filter.as_ref()), after, size, true).await.map_err(|e| Status::unavailable(e.to_string()))?;
         let next_page_token = if rows.len() == size { rows.last().map(|e| e.id.clone()).unwrap_or_default() } else { String::new() };
         let evaluations = rows.iter().map(storing::stored_message).collect::<Result<_, _>>()?;
-        Ok(Response::new(pb::ListEvaluationsResponse { evaluations, next_page_token }))
+        Ok(pb::ListEvaluationsResponse { evaluations, next_page_token })
     }
 }
 
