@@ -99,6 +99,9 @@ fn one_outcome(rs: &RuleSet, json: &Value) -> Result<(), TestCaseError> {
             prop_assert_eq!(a.level, b.level, "the trace never changes the outcome");
             prop_assert!((a.level as usize) < rs.checked.schema.levels.len());
             prop_assert_eq!(a.flags.clone(), b.flags.clone());
+            let total = |o: &merit::eval::Outcome| o.total.map(|t| merit::answer::format_total(&t));
+            prop_assert_eq!(total(a), total(b));
+            prop_assert_eq!(merit::answer::criteria_by_name(rs, a), merit::answer::criteria_by_name(rs, b));
         }
         (Err(EvalError::Invalid(a)), Err(EvalError::Invalid(b))) => {
             prop_assert!(!a.is_empty() && a == b, "field errors name fields");

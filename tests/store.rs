@@ -221,8 +221,15 @@ async fn replay_agrees_with_an_independent_recomputation_and_verify_reproduces_e
             exemption: None,
             idempotency_key: "cohort-1".into(),
         };
-        let stored = client.classify_cohort(cohort).await.expect("cohort stored").into_inner();
+        let stored = client.classify_cohort(cohort.clone()).await.expect("cohort stored").into_inner();
         assert_eq!(stored.evaluation_ids.len(), members.len());
+        // A retry of the cohort call returns the stored cohort, and stores nothing twice.
+        let again = client.classify_cohort(cohort.clone()).await.expect("retry").into_inner();
+        assert_eq!(again.evaluation_ids, stored.evaluation_ids, "{name}");
+        let mut other = cohort;
+        other.exemption = Some(pb::Exemption { maximum: None });
+        let err = client.classify_cohort(other).await.expect_err("same key, other request");
+        assert_eq!(err.get_details_error_info().expect("ErrorInfo").reason, "IDEMPOTENCY_KEY_REUSED", "{name}");
 
         // Independent recomputation, straight from the input records.
         let cand = candidate_rules();

@@ -20,7 +20,7 @@ pub struct CallArgs {
     #[arg(long)]
     pub cohort: bool,
     /// Trace detail: none, summary or full.
-    #[arg(long, default_value = "summary")]
+    #[arg(long, default_value = "summary", value_parser = ["none", "summary", "full"])]
     pub trace: String,
     /// Keep the evaluation in the server's store.
     #[arg(long)]
@@ -55,6 +55,17 @@ pub fn call(args: &CallArgs) -> Exit {
             return Exit::InvalidRecord;
         }
     };
+    match (&json, args.cohort) {
+        (serde_json::Value::Array(_), true) | (serde_json::Value::Object(_), false) => {}
+        (_, true) => {
+            eprintln!("error: {}: --cohort expects a JSON array of records", args.input.display());
+            return Exit::InvalidRecord;
+        }
+        (_, false) => {
+            eprintln!("error: {}: expected a record {{...}}", args.input.display());
+            return Exit::InvalidRecord;
+        }
+    }
     let (id, version) = match args.ruleset.split_once('@') {
         Some((i, v)) => (i.to_string(), Some(v.to_string())),
         None => (args.ruleset.clone(), None),

@@ -36,10 +36,10 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub agency: Option<String>,
     /// Only periods ending on or after this date (YYYY-MM-DD).
-    #[arg(long)]
+    #[arg(long, value_parser = date_arg)]
     pub period_from: Option<String>,
-    /// Only periods ending on or before this date.
-    #[arg(long)]
+    /// Only periods ending on or before this date (YYYY-MM-DD).
+    #[arg(long, value_parser = date_arg)]
     pub period_to: Option<String>,
     /// Only evaluations made by this rule set id.
     #[arg(long)]
@@ -53,6 +53,10 @@ pub struct ReplayArgs {
     /// Print changes as CSV.
     #[arg(long)]
     pub csv: bool,
+}
+
+fn date_arg(s: &str) -> Result<String, String> {
+    crate::date::parse_date(s).map(|_| s.to_string()).ok_or_else(|| format!("expected a date YYYY-MM-DD, got `{s}`"))
 }
 
 fn candidate(args: &ReplayArgs) -> Result<Candidate, String> {
@@ -183,7 +187,7 @@ pub fn replay(args: &ReplayArgs) -> Exit {
         let mut changes: Vec<Change> = Vec::new();
         let mut not_evaluable: Vec<NotEvaluable> = Vec::new();
         if args.csv {
-            outln!("evaluation_id,subject,old_outcome,new_outcome,old_total,new_total,rules_added,rules_removed,cohort_id");
+            outln!("evaluation_id,subject,old_outcome,new_outcome,old_total,new_total,rules_added,rules_removed,cohort_id,reason");
         }
         let result = replay::replay(store.as_ref(), &cand, &filter, |e| match e {
             Event::Progress(n) => {
@@ -200,7 +204,7 @@ pub fn replay(args: &ReplayArgs) -> Exit {
                     }
                 } else if args.csv {
                     outln!(
-                        "{},{},{},{},{},{},{},{},{}",
+                        "{},{},{},{},{},{},{},{},{},",
                         csv_field(&c.evaluation_id),
                         csv_field(&c.subject),
                         csv_field(&c.old_outcome),
@@ -218,7 +222,7 @@ pub fn replay(args: &ReplayArgs) -> Exit {
                 if plain {
                     outln!("{} {}: not evaluable: {}", n.subject, n.evaluation_id, n.reason);
                 } else if args.csv {
-                    outln!("{},{},,not_evaluable,,,,,", csv_field(&n.evaluation_id), csv_field(&n.subject));
+                    outln!("{},{},,not_evaluable,,,,,,{}", csv_field(&n.evaluation_id), csv_field(&n.subject), csv_field(&n.reason));
                 }
                 not_evaluable.push(n);
             }

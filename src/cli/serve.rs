@@ -25,7 +25,7 @@ pub struct ServeArgs {
     #[arg(long, env = "MERIT_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
     pub metrics_listen: String,
     /// Log format: `human` or `json`. Filter with RUST_LOG (default `info`).
-    #[arg(long, env = "MERIT_LOG_FORMAT", default_value = "human")]
+    #[arg(long, env = "MERIT_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
     /// Largest request or response message, in bytes.
     #[arg(long, env = "MERIT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]

@@ -228,9 +228,11 @@ fn tree_value(schema: &Schema, f: &Field, k: &pb::value::Kind) -> Option<crate::
         }
         (FieldType::Bool, Kind::Boolean(b)) => Some(Value::Bool(*b)),
         (FieldType::Integer(_), Kind::Integer(i)) => number(&i.to_string(), true),
-        (FieldType::Integer(_), Kind::Decimal(d)) => number(d, true),
+        // As the JSON path reads it: only text that is a JSON integer.
+        (FieldType::Integer(_), Kind::Decimal(d)) if serde_json::from_str::<serde_json::Number>(d).is_ok() => number(d, true),
         (FieldType::Decimal(_), Kind::Integer(i)) => number(&i.to_string(), false),
-        (FieldType::Decimal(_), Kind::Decimal(d) | Kind::Text(d)) => number(d, false),
+        (FieldType::Decimal(_), Kind::Decimal(d)) if serde_json::from_str::<serde_json::Number>(d).is_ok() => number(d, false),
+        (FieldType::Decimal(_), Kind::Text(d)) => number(d, false),
         (FieldType::Date, Kind::Date(d) | Kind::Text(d)) => date::parse_date(d).map(Value::Date),
         (FieldType::Level, Kind::Text(t)) => {
             schema.levels.get(..schema.ordered_levels)?.iter().position(|l| l == t).and_then(|i| u8::try_from(i).ok()).map(Value::Level)

@@ -147,7 +147,7 @@ pub async fn serve_http(listener: TcpListener, metrics: std::sync::Arc<Metrics>)
                 }
             }
             let head = String::from_utf8_lossy(buf.get(..len).unwrap_or_default()).into_owned();
-            let (status, body) = if head.starts_with("GET /metrics") {
+            let (status, body) = if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
                 ("200 OK", metrics.render())
             } else {
                 ("404 Not Found", "not found; metrics are at /metrics\n".to_string())

@@ -111,7 +111,7 @@ impl pb::replay_service_server::ReplayService for Replays {
                 return Err(Status::invalid_argument("candidate: a served rule set or inline source is required (or verify = true)"));
             }
         };
-        let filter = rpc::filter_of(req.filter.as_ref());
+        let filter = rpc::filter_of(req.filter.as_ref())?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<pb::ReplayResponse, Status>>();
         // Replay evaluates pages on threads of its own: it runs on a blocking thread, never on
         // an async worker that other requests need.

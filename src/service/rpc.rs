@@ -298,20 +298,27 @@ impl Evaluations {
     }
 }
 
-/// A filter message as a store filter (empty fields do not filter).
-pub(super) fn filter_of(f: Option<&pb::EvaluationFilter>) -> crate::store::Filter {
+/// A filter message as a store filter (empty fields do not filter); dates must be dates.
+pub(super) fn filter_of(f: Option<&pb::EvaluationFilter>) -> Result<crate::store::Filter, Status> {
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    match f {
-        None => crate::store::Filter::default(),
-        Some(f) => crate::store::Filter {
-            subject: opt(&f.subject),
-            agency: opt(&f.agency),
-            period_from: opt(&f.period_from),
-            period_to: opt(&f.period_to),
-            ruleset_id: opt(&f.ruleset_id),
-            outcome: opt(&f.outcome),
-        },
+    let Some(f) = f else { return Ok(crate::store::Filter::default()) };
+    let mut bad = Vec::new();
+    for (name, v) in [("filter.period_from", &f.period_from), ("filter.period_to", &f.period_to)] {
+        if !v.is_empty() && date::parse_date(v).is_none() {
+            bad.push(record::FieldError { path: name.into(), message: format!("expected a date YYYY-MM-DD, got {v:?}") });
+        }
     }
+    if !bad.is_empty() {
+        return Err(status::invalid_record(&bad, ""));
+    }
+    Ok(crate::store::Filter {
+        subject: opt(&f.subject),
+        agency: opt(&f.agency),
+        period_from: opt(&f.period_from),
+        period_to: opt(&f.period_to),
+        ruleset_id: opt(&f.ruleset_id),
+        outcome: opt(&f.outcome),
+    })
 }
 
 #[tonic::async_trait]
@@ -349,9 +356,17 @@ impl Evaluations {
             0 => 100,
             n => (n as usize).min(1000),
         };
+        // A page token is the last evaluation id of the previous page.
+        let token_ok = req.page_token.is_empty() || (req.page_token.len() == 34 && req.page_token.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !token_ok {
+            return Err(status::invalid_record(
+                &[record::FieldError { path: "page_token".into(), message: "not a token from a previous response".into() }],
+                "",
+            ));
+        }
         let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
         let rows =
-            store.store.list(&filter_of(req.filter.as_ref()), after, size, true).await.map_err(|e| Status::unavailable(e.to_string()))?;
+            store.store.list(&filter_of(req.filter.as_ref())?, after, size, true).await.map_err(|e| Status::unavailable(e.to_string()))?;
         let next_page_token = if rows.len() == size { rows.last().map(|e| e.id.clone()).unwrap_or_default() } else { String::new() };
         let evaluations = rows.iter().map(storing::stored_message).collect::<Result<_, _>>()?;
         Ok(pb::ListEvaluationsResponse { evaluations, next_page_token })
