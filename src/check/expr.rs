@@ -309,8 +309,7 @@ impl Checker<'_> {
                 if let Some(f) = frames.get_mut(last) {
                     f.narrowed.truncate(before);
                 }
-                let o = if op == BinOp::And { Op::And } else { Op::Or };
-                (Ex::Bin(o, Box::new(aex), Box::new(bex)), Some(req(Ty::Bool)))
+                (Ex::Bin(op, Box::new(aex), Box::new(bex)), Some(req(Ty::Bool)))
             }
             BinOp::Coalesce => {
                 let (aex, aty) = self.expr(a, frames, None);
@@ -327,18 +326,12 @@ impl Checker<'_> {
                     self.error("type-mismatch", b.span, format!("the fallback must be {}, found {}", describe(req(at.ty)), describe(bt)));
                     return fail;
                 }
-                (Ex::Bin(Op::Coalesce, Box::new(aex), Box::new(bex)), Some(bt))
+                (Ex::Bin(BinOp::Coalesce, Box::new(aex), Box::new(bex)), Some(bt))
             }
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div => {
                 let aex = self.expect_ty(a, frames, Ty::Num);
                 let bex = self.expect_ty(b, frames, Ty::Num);
-                let o = match op {
-                    BinOp::Add => Op::Add,
-                    BinOp::Sub => Op::Sub,
-                    BinOp::Mul => Op::Mul,
-                    _ => Op::Div,
-                };
-                (Ex::Bin(o, Box::new(aex), Box::new(bex)), Some(req(Ty::Num)))
+                (Ex::Bin(op, Box::new(aex), Box::new(bex)), Some(req(Ty::Num)))
             }
             _ => {
                 // Comparisons: check the side that is not a bare unknown name first, so
@@ -376,15 +369,7 @@ impl Checker<'_> {
                     self.error("type-mismatch", e.span, "lists and records cannot be compared; compare their fields or use an aggregate");
                     return fail;
                 }
-                let o = match op {
-                    BinOp::Eq => Op::Eq,
-                    BinOp::Ne => Op::Ne,
-                    BinOp::Lt => Op::Lt,
-                    BinOp::Le => Op::Le,
-                    BinOp::Gt => Op::Gt,
-                    _ => Op::Ge,
-                };
-                (Ex::Bin(o, Box::new(aex), Box::new(bex)), Some(req(Ty::Bool)))
+                (Ex::Bin(op, Box::new(aex), Box::new(bex)), Some(req(Ty::Bool)))
             }
         }
     }

@@ -208,36 +208,8 @@ pub enum Builtin {
     PeriodKind,
 }
 
-/// Operators after type resolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// `or` (short-circuit)
-    Or,
-    /// `and` (short-circuit)
-    And,
-    /// `??`
-    Coalesce,
-    /// `==`
-    Eq,
-    /// `!=`
-    Ne,
-    /// `<`
-    Lt,
-    /// `<=`
-    Le,
-    /// `>`
-    Gt,
-    /// `>=`
-    Ge,
-    /// `+`
-    Add,
-    /// `-`
-    Sub,
-    /// `*`
-    Mul,
-    /// `/`
-    Div,
-}
+/// Operators: the syntax's own, which the checker keeps once the operand types fit.
+pub use crate::syntax::ast::BinOp as Op;
 
 /// Aggregate kinds (see [`crate::syntax::ast::AggKind`]).
 pub use crate::syntax::ast::AggKind;
