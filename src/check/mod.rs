@@ -540,17 +540,9 @@ impl<'a> Checker<'a> {
             State::Doing => return None,
             State::Todo => {}
         }
-        if self.depth >= MAX_VALUE_DEPTH {
-            let span = self.let_decls.get(i).map(|d| d.span);
-            self.error(
-                "dependency-too-deep",
-                span.unwrap_or_default(),
-                format!("named values depend on one another more than {MAX_VALUE_DEPTH} deep"),
-            )
-            .set_help("compute intermediate values in fewer steps");
+        if !self.enter_value(self.let_decls.get(i).map(|d| d.span)) {
             return None;
         }
-        self.depth += 1;
         let result = self.check_let_inner(i);
         self.depth -= 1;
         result
@@ -563,14 +555,10 @@ impl<'a> Checker<'a> {
         let decl = *self.let_decls.get(i)?;
         let kind = self.let_kinds.get(i).copied().unwrap_or(LetKind::Let);
         let mut frames = vec![Frame { record: 0, alias: None, list_slot: None, narrowed: Vec::new() }];
-        let outer = std::mem::replace(&mut self.height_acc, 0);
-        let (ex, ty) = self.expr(&decl.expr, &mut frames, None);
-        let height = self.height_acc + 1;
-        self.height_acc = outer;
+        let (ex, ty, height) = self.value_expr(&decl.expr, decl.name.span, &mut frames);
         if let Some(h) = self.let_height.get_mut(i) {
             *h = height;
         }
-        self.too_tall(height, decl.name.span);
         if let Some(s) = self.let_state.get_mut(i) {
             *s = State::Done;
         }
@@ -604,17 +592,9 @@ impl<'a> Checker<'a> {
             State::Doing => return None,
             State::Todo => {}
         }
-        if self.depth >= MAX_VALUE_DEPTH {
-            let span = self.item_decls.get(i).map(|d| d.1.span);
-            self.error(
-                "dependency-too-deep",
-                span.unwrap_or_default(),
-                format!("named values depend on one another more than {MAX_VALUE_DEPTH} deep"),
-            )
-            .set_help("compute intermediate values in fewer steps");
+        if !self.enter_value(self.item_decls.get(i).map(|d| d.1.span)) {
             return None;
         }
-        self.depth += 1;
         let result = self.check_item_let_inner(i);
         self.depth -= 1;
         result
@@ -630,14 +610,10 @@ impl<'a> Checker<'a> {
             Frame { record: 0, alias: None, list_slot: None, narrowed: Vec::new() },
             Frame { record: rt, alias: None, list_slot: Some(slot), narrowed: Vec::new() },
         ];
-        let outer = std::mem::replace(&mut self.height_acc, 0);
-        let (ex, ty) = self.expr(&decl.expr, &mut frames, None);
-        let height = self.height_acc + 1;
-        self.height_acc = outer;
+        let (ex, ty, height) = self.value_expr(&decl.expr, decl.name.span, &mut frames);
         if let Some(h) = self.item_height.get_mut(i) {
             *h = height;
         }
-        self.too_tall(height, decl.name.span);
         if let Some(s) = self.item_state.get_mut(i) {
             *s = State::Done;
         }
@@ -646,6 +622,33 @@ impl<'a> Checker<'a> {
             *d = Some(ItemLetDef { list_slot: slot, name: decl.name.name.clone(), ty, expr: ex, span: decl.span });
         }
         Some(ty)
+    }
+
+    /// Enters one more level of named values being checked inside one another; at the limit it
+    /// reports `dependency-too-deep` and refuses, so no rule file can overflow the stack.
+    fn enter_value(&mut self, span: Option<Span>) -> bool {
+        if self.depth >= MAX_VALUE_DEPTH {
+            self.error(
+                "dependency-too-deep",
+                span.unwrap_or_default(),
+                format!("named values depend on one another more than {MAX_VALUE_DEPTH} deep"),
+            )
+            .set_help("compute intermediate values in fewer steps");
+            return false;
+        }
+        self.depth += 1;
+        true
+    }
+
+    /// Checks a named value's expression and measures its height: one more than the tallest
+    /// named value it reads.
+    fn value_expr(&mut self, e: &ast::Expr, name: Span, frames: &mut Vec<Frame>) -> (Ex, Option<Type>, usize) {
+        let outer = std::mem::replace(&mut self.height_acc, 0);
+        let (ex, ty) = self.expr(e, frames, None);
+        let height = self.height_acc + 1;
+        self.height_acc = outer;
+        self.too_tall(height, name);
+        (ex, ty, height)
     }
 
     fn too_tall(&mut self, height: usize, span: Span) {
