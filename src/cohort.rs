@@ -36,8 +36,9 @@ pub fn classify_cohort(rs: &RuleSet, records: &[Record], exemption: Exemption, t
                 continue;
             }
             let mut ctx = Ctx::new(rs, rec);
-            if let Some(a) = &q.applies {
-                match ctx.truth(a, &Stack::root(rec)) {
+            let code = rs.program.quotas.get(qi);
+            if let Some(a) = code.and_then(|c| c.applies.as_ref()) {
+                match a.truth(&mut ctx, &Stack::root(rec)) {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(k) => {
@@ -48,7 +49,7 @@ pub fn classify_cohort(rs: &RuleSet, records: &[Record], exemption: Exemption, t
             }
             // Rank keys are computed here too, so a key that fails is caught before ranking.
             let stack = Stack::root(rec);
-            if let Some(k) = q.rank.iter().find_map(|(ex, _)| ctx.eval(ex, &stack).err()) {
+            if let Some(k) = code.into_iter().flat_map(|c| &c.rank).find_map(|e| e.eval(&mut ctx, &stack).err()) {
                 failed.push((i, ctx.error(k, Some((&q.name, q.span)))));
                 continue;
             }
@@ -77,7 +78,8 @@ pub fn classify_cohort(rs: &RuleSet, records: &[Record], exemption: Exemption, t
                 let Some(rec) = records.get(i) else { continue };
                 let mut ctx = Ctx::new(rs, rec);
                 let stack = Stack::root(rec);
-                let keys: Vec<V<'_>> = q.rank.iter().map(|(ex, _)| ctx.eval(ex, &stack).unwrap_or(V::Absent)).collect();
+                let keys: Vec<V<'_>> =
+                    rs.program.quotas.get(qi).into_iter().flat_map(|c| &c.rank).map(|e| e.eval(&mut ctx, &stack).unwrap_or(V::Absent)).collect();
                 keyed.push((i, keys));
             }
             let order = |a: &Vec<V<'_>>, b: &Vec<V<'_>>| -> Ordering {

@@ -8,7 +8,9 @@ use crate::diagnostic::{Diagnostic, has_errors};
 use crate::source::{LineCol, SourceFile, Span};
 use crate::syntax;
 use sha2::{Digest, Sha256};
+use crate::eval::program::Program;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Where a rule came from, for the trace.
 #[derive(Clone, Debug)]
@@ -57,6 +59,8 @@ pub struct RuleSet {
     pub bases: SourceBases,
     /// Every flag code, sorted; outcomes refer to flags by index into this.
     pub flag_codes: Vec<String>,
+    /// Every expression compiled to closures (what evaluation runs).
+    pub program: Arc<Program>,
 }
 
 /// Compiled rules with their warnings, or the diagnostics that stopped compilation.
@@ -141,7 +145,8 @@ fn build(checked: Checked, source: SourceFile) -> RuleSet {
     for q in &checked.quotas {
         sources.push(info(&q.name, q.span, Vec::new()));
     }
-    RuleSet { checked, source, hash, sources, bases, flag_codes: flags.into_iter().collect() }
+    let program = Arc::new(Program::lower(&checked));
+    RuleSet { checked, source, hash, sources, bases, flag_codes: flags.into_iter().collect(), program }
 }
 
 /// The declaration's text for the trace: comments dropped, whitespace runs collapsed.

@@ -3,9 +3,7 @@
 
 use super::record::{Record, Value};
 use super::{ErrorKind, EvalError, RuleError};
-use crate::check::ir::{AggKind, Builtin, Const, Ex, Op};
 use crate::compile::RuleSet;
-use crate::date;
 use crate::num::{Num, NumError};
 use crate::source::Span;
 use std::cmp::Ordering;
@@ -34,8 +32,9 @@ pub enum V<'a> {
 }
 
 impl<'a> V<'a> {
+    /// A record value, borrowed.
     #[inline]
-    fn of(v: &'a Value) -> V<'a> {
+    pub(crate) fn of(v: &'a Value) -> V<'a> {
         match v {
             Value::Absent => V::Absent,
             Value::Bool(b) => V::Bool(*b),
@@ -46,19 +45,6 @@ impl<'a> V<'a> {
             Value::Level(l) => V::Level(*l),
             Value::List(items) => V::List(items),
             Value::Record(r) => V::Rec(r),
-        }
-    }
-
-    fn of_const(c: &'a Const) -> V<'a> {
-        match c {
-            Const::Absent => V::Absent,
-            Const::Bool(b) => V::Bool(*b),
-            Const::Num(n) => V::Num(*n),
-            Const::Text(t) => V::Text(t),
-            Const::Date(d) => V::Date(*d),
-            Const::Enum(t, e) => V::Enum(*t, *e),
-            Const::Level(l) => V::Level(*l),
-            Const::EmptyList => V::List(&[]),
         }
     }
 }
@@ -93,6 +79,34 @@ impl<'a> Stack<'a> {
     #[inline]
     fn frame(&self, i: u8) -> Option<(&'a Record, u32)> {
         self.frames.get(i as usize).copied().flatten()
+    }
+
+    /// The value of field `slot` of the record in frame `frame`.
+    #[inline(always)]
+    pub(crate) fn value(&self, frame: u8, slot: u16) -> Result<&'a Value, ErrorKind> {
+        match self.frame(frame) {
+            Some((r, _)) => Ok(r.get(slot)),
+            None => Err(ErrorKind::Internal),
+        }
+    }
+
+    /// A copy with room for one more frame, and that frame's index (too deep is a bug).
+    #[inline]
+    pub(crate) fn push(&self) -> Result<(Stack<'a>, usize), ErrorKind> {
+        if self.len >= MAX_FRAMES {
+            return Err(ErrorKind::Internal);
+        }
+        let mut inner = *self;
+        inner.len = self.len + 1;
+        Ok((inner, self.len))
+    }
+
+    /// Puts `item`, at `index` in its list, in frame `depth` (from [`Stack::push`]).
+    #[inline(always)]
+    pub(crate) fn set(&mut self, depth: usize, item: &'a Record, index: usize) {
+        if let Some(slot) = self.frames.get_mut(depth) {
+            *slot = Some((item, u32::try_from(index).unwrap_or(u32::MAX)));
+        }
     }
 }
 
@@ -129,14 +143,6 @@ pub fn compare(a: V<'_>, b: V<'_>) -> Result<Ordering, ErrorKind> {
         (V::Absent, _) | (_, V::Absent) => return Err(ErrorKind::Absent),
         _ => return Err(ErrorKind::Type),
     })
-}
-
-fn equal(a: V<'_>, b: V<'_>) -> Result<bool, ErrorKind> {
-    Ok(compare(a, b)? == Ordering::Equal)
-}
-
-fn const_eq(v: V<'_>, c: &Const) -> Result<bool, ErrorKind> {
-    equal(v, V::of_const(c))
 }
 
 impl<'a> Ctx<'a> {
@@ -176,7 +182,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn item_let_value(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
+    pub(crate) fn item_let_value(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
         let Some((item, index)) = stack.frame(frame) else {
             return Err(ErrorKind::Internal);
         };
@@ -189,7 +195,10 @@ impl<'a> Ctx<'a> {
             return Err(ErrorKind::Internal);
         };
         let inner = Stack::with_item(self.root, item, index as usize);
-        let v = match self.eval(&def.expr, &inner) {
+        let Some(code) = rs.program.item_lets.get(id) else {
+            return Err(ErrorKind::Internal);
+        };
+        let v = match code.eval(self, &inner) {
             Ok(v) => v,
             Err(k) => {
                 self.note_failure(&def.name, def.span);
@@ -211,7 +220,10 @@ impl<'a> Ctx<'a> {
         let Some(def) = rs.checked.lets.get(id) else {
             return Err(ErrorKind::Internal);
         };
-        let v = match self.eval(&def.expr, &Stack::root(self.root)) {
+        let Some(code) = rs.program.lets.get(id) else {
+            return Err(ErrorKind::Internal);
+        };
+        let v = match code.eval(self, &Stack::root(self.root)) {
             Ok(v) => v,
             Err(k) => {
                 self.note_failure(&def.name, def.span);
@@ -222,250 +234,5 @@ impl<'a> Ctx<'a> {
             *slot = Some(v);
         }
         Ok(v)
-    }
-
-    /// Evaluates a condition.
-    pub fn truth(&mut self, ex: &'a Ex, stack: &Stack<'a>) -> Result<bool, ErrorKind> {
-        match self.eval(ex, stack)? {
-            V::Bool(b) => Ok(b),
-            V::Absent => Err(ErrorKind::Absent),
-            _ => Err(ErrorKind::Type),
-        }
-    }
-
-    fn num(&mut self, ex: &'a Ex, stack: &Stack<'a>) -> Result<Num, ErrorKind> {
-        match self.eval(ex, stack)? {
-            V::Num(n) => Ok(n),
-            V::Absent => Err(ErrorKind::Absent),
-            _ => Err(ErrorKind::Type),
-        }
-    }
-
-    /// Evaluates an expression in a scope.
-    pub fn eval(&mut self, ex: &'a Ex, stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
-        Ok(match ex {
-            Ex::Const(c) => V::of_const(c),
-            Ex::Field { frame, slot } => match stack.frame(*frame) {
-                Some((r, _)) => V::of(r.get(*slot)),
-                None => return Err(ErrorKind::Internal),
-            },
-            Ex::SubField(base, slot) => match self.eval(base, stack)? {
-                V::Rec(r) => V::of(r.get(*slot)),
-                V::Absent => return Err(ErrorKind::Absent),
-                _ => return Err(ErrorKind::Type),
-            },
-            Ex::Let(id) => self.let_value(*id)?,
-            Ex::ItemLet { frame, id } => self.item_let_value(*id, *frame, stack)?,
-            Ex::Not(e) => V::Bool(!self.truth(e, stack)?),
-            Ex::Neg(e) => V::Num(self.num(e, stack)?.neg().map_err(num_err)?),
-            Ex::Present(e, yes) => V::Bool(matches!(self.eval(e, stack)?, V::Absent) != *yes),
-            Ex::In(e, items) => {
-                let v = self.eval(e, stack)?;
-                let mut found = false;
-                for i in items {
-                    if equal(v, self.eval(i, stack)?)? {
-                        found = true;
-                        break;
-                    }
-                }
-                V::Bool(found)
-            }
-            Ex::Bin(op, a, b) => self.binary(*op, a, b, stack)?,
-            Ex::If(c, a, b) => {
-                if self.truth(c, stack)? {
-                    self.eval(a, stack)?
-                } else {
-                    self.eval(b, stack)?
-                }
-            }
-            Ex::Match(s, arms, fallback) => {
-                let v = self.eval(s, stack)?;
-                for (consts, value) in arms {
-                    for c in consts {
-                        if const_eq(v, c)? {
-                            return self.eval(value, stack);
-                        }
-                    }
-                }
-                match fallback {
-                    Some(f) => self.eval(f, stack)?,
-                    None => return Err(ErrorKind::NoArm),
-                }
-            }
-            Ex::Agg { kind, list, filter, item } => self.aggregate(*kind, list, filter.as_deref(), item.as_deref(), stack)?,
-            Ex::Call(b, args) => self.call(*b, args, stack)?,
-        })
-    }
-
-    #[inline(never)]
-    fn binary(&mut self, op: Op, a: &'a Ex, b: &'a Ex, stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
-        Ok(match op {
-            Op::And => V::Bool(self.truth(a, stack)? && self.truth(b, stack)?),
-            Op::Or => V::Bool(self.truth(a, stack)? || self.truth(b, stack)?),
-            Op::Coalesce => match self.eval(a, stack)? {
-                V::Absent => self.eval(b, stack)?,
-                v => v,
-            },
-            Op::Add | Op::Sub | Op::Mul | Op::Div => {
-                let (x, y) = (self.num(a, stack)?, self.num(b, stack)?);
-                let r = match op {
-                    Op::Add => x.add(y),
-                    Op::Sub => x.sub(y),
-                    Op::Mul => x.mul(y),
-                    _ => x.div(y),
-                };
-                V::Num(r.map_err(num_err)?)
-            }
-            _ => {
-                let (x, y) = (self.eval(a, stack)?, self.eval(b, stack)?);
-                let ord = compare(x, y)?;
-                V::Bool(match op {
-                    Op::Eq => ord == Ordering::Equal,
-                    Op::Ne => ord != Ordering::Equal,
-                    Op::Lt => ord == Ordering::Less,
-                    Op::Le => ord != Ordering::Greater,
-                    Op::Gt => ord == Ordering::Greater,
-                    _ => ord != Ordering::Less,
-                })
-            }
-        })
-    }
-
-    #[inline(never)]
-    fn aggregate(
-        &mut self,
-        kind: AggKind,
-        list: &'a Ex,
-        filter: Option<&'a Ex>,
-        item: Option<&'a Ex>,
-        stack: &Stack<'a>,
-    ) -> Result<V<'a>, ErrorKind> {
-        let items = match self.eval(list, stack)? {
-            V::List(items) => items,
-            V::Absent => return Err(ErrorKind::Absent),
-            _ => return Err(ErrorKind::Type),
-        };
-        let depth = stack.len;
-        if depth >= MAX_FRAMES {
-            return Err(ErrorKind::Internal);
-        }
-        let mut inner = *stack;
-        inner.len = depth + 1;
-        let mut count: i64 = 0;
-        let mut sum = Num::ZERO;
-        let mut best: Option<V<'a>> = None;
-        for (index, it) in items.iter().enumerate() {
-            if let Some(slot) = inner.frames.get_mut(depth) {
-                *slot = Some((it, u32::try_from(index).unwrap_or(u32::MAX)));
-            }
-            if let Some(f) = filter
-                && !self.truth(f, &inner)?
-            {
-                continue;
-            }
-            match kind {
-                AggKind::Count => count += 1,
-                AggKind::Sum | AggKind::Avg => {
-                    let Some(e) = item else {
-                        return Err(ErrorKind::Internal);
-                    };
-                    sum = sum.add(self.num(e, &inner)?).map_err(num_err)?;
-                    count += 1;
-                }
-                AggKind::Min | AggKind::Max => {
-                    let Some(e) = item else {
-                        return Err(ErrorKind::Internal);
-                    };
-                    let v = self.eval(e, &inner)?;
-                    best = Some(match best {
-                        None => v,
-                        Some(b) => {
-                            let ord = compare(v, b)?;
-                            let take = if kind == AggKind::Min { ord == Ordering::Less } else { ord == Ordering::Greater };
-                            if take { v } else { b }
-                        }
-                    });
-                }
-                AggKind::All => {
-                    let Some(e) = item else {
-                        return Err(ErrorKind::Internal);
-                    };
-                    if !self.truth(e, &inner)? {
-                        return Ok(V::Bool(false));
-                    }
-                }
-                AggKind::Any => {
-                    let holds = match item {
-                        Some(e) => self.truth(e, &inner)?,
-                        None => true,
-                    };
-                    if holds {
-                        return Ok(V::Bool(true));
-                    }
-                }
-            }
-        }
-        Ok(match kind {
-            AggKind::Count => V::Num(Num::from_int(count)),
-            AggKind::Sum => V::Num(sum),
-            AggKind::Avg if count == 0 => V::Absent,
-            AggKind::Avg => V::Num(sum.div(Num::from_int(count)).map_err(num_err)?),
-            AggKind::Min | AggKind::Max => best.unwrap_or(V::Absent),
-            AggKind::All => V::Bool(true),
-            AggKind::Any => V::Bool(false),
-        })
-    }
-
-    #[inline(never)]
-    fn call(&mut self, b: Builtin, args: &'a [Ex], stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
-        let arg = |i: usize| args.get(i).ok_or(ErrorKind::Internal);
-        Ok(match b {
-            Builtin::Round(places, mode) => V::Num(self.num(arg(0)?, stack)?.round(places, mode).map_err(num_err)?),
-            Builtin::Min | Builtin::Max => {
-                let mut best: Option<V<'a>> = None;
-                for a in args {
-                    let v = self.eval(a, stack)?;
-                    best = Some(match best {
-                        None => v,
-                        Some(cur) => {
-                            let ord = compare(v, cur)?;
-                            let take = if b == Builtin::Min { ord == Ordering::Less } else { ord == Ordering::Greater };
-                            if take { v } else { cur }
-                        }
-                    });
-                }
-                best.unwrap_or(V::Absent)
-            }
-            Builtin::Clamp => {
-                let x = self.num(arg(0)?, stack)?;
-                let lo = self.num(arg(1)?, stack)?;
-                let hi = self.num(arg(2)?, stack)?;
-                let x = if x.cmp(&lo).map_err(num_err)? == Ordering::Less { lo } else { x };
-                V::Num(if x.cmp(&hi).map_err(num_err)? == Ordering::Greater { hi } else { x })
-            }
-            Builtin::Abs => {
-                let x = self.num(arg(0)?, stack)?;
-                V::Num(if x.is_negative() { x.neg().map_err(num_err)? } else { x })
-            }
-            Builtin::Floor => V::Num(self.num(arg(0)?, stack)?.floor()),
-            Builtin::Ceil => V::Num(self.num(arg(0)?, stack)?.ceil()),
-            Builtin::Year => match self.eval(arg(0)?, stack)? {
-                V::Date(d) => V::Num(Num::from_int(date::year_of(d))),
-                _ => return Err(ErrorKind::Type),
-            },
-            Builtin::PeriodEnd | Builtin::PeriodKind => match self.eval(arg(0)?, stack)? {
-                V::Text(t) => match date::parse_period(t) {
-                    Some((kind, d)) => {
-                        if b == Builtin::PeriodEnd {
-                            V::Date(d)
-                        } else {
-                            V::Text(kind.as_str())
-                        }
-                    }
-                    None => return Err(ErrorKind::BadPeriod),
-                },
-                _ => return Err(ErrorKind::Type),
-            },
-        })
     }
 }

@@ -5,9 +5,11 @@
 //! pure function of the rule set and the record: no clock, no randomness, no IO.
 
 mod expr;
+pub mod program;
 pub mod record;
 
 use crate::check::ir::{Const, Ex, Message, MessagePart};
+use program::MessageCode;
 use crate::compile::RuleSet;
 use crate::num::Num;
 use crate::source::Span;
@@ -224,20 +226,21 @@ impl Outcome {
 }
 
 /// Renders a `because` message with its placeholders' values (`?` where a value fails).
-pub fn render_message<'a>(ctx: &mut Ctx<'a>, msg: &'a Message, stack: &Stack<'a>) -> String {
+pub fn render_message<'a>(ctx: &mut Ctx<'a>, msg: &'a Message, code: &'a MessageCode, stack: &Stack<'a>) -> String {
     let mut out = String::new();
-    for part in &msg.parts {
-        match part {
-            MessagePart::Text(t) => out.push_str(t),
-            MessagePart::Expr(e) => {
+    for (part, compiled) in msg.parts.iter().zip(&code.parts) {
+        match (part, compiled) {
+            (MessagePart::Text(t), _) => out.push_str(t),
+            (MessagePart::Expr(_), Some(e)) => {
                 // A placeholder that fails shows `?` and must not be blamed for a later error.
                 let saved = ctx.failed_in_snapshot();
-                match ctx.eval(e, stack) {
+                match e.eval(ctx, stack) {
                     Ok(v) => out.push_str(&show_value(ctx.rs, v)),
                     Err(_) => out.push('?'),
                 }
                 ctx.restore_failed_in(saved);
             }
+            (MessagePart::Expr(_), None) => out.push('?'),
         }
     }
     out
@@ -268,6 +271,7 @@ pub fn evaluate(rs: &RuleSet, record: &Record, trace: TraceLevel) -> Result<Outc
 pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, EvalError> {
     let rs: &'a RuleSet = ctx.rs;
     let c = &rs.checked;
+    let p = &*rs.program;
     let root = Stack::root(ctx.root);
     let mut out = Outcome {
         level: 0,
@@ -283,8 +287,8 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
     let full = trace == TraceLevel::Full;
 
     // 1. Eligibility: the first that holds decides.
-    for (i, r) in c.eligibility.iter().enumerate() {
-        if ctx.truth(&r.when, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
+    for (i, (r, code)) in c.eligibility.iter().zip(&p.eligibility).enumerate() {
+        if code.when.truth(ctx, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
             let Some(Ex::Const(Const::Level(l))) = r.target else {
                 return Err(EvalError::internal("eligibility target"));
             };
@@ -295,7 +299,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
             let src = rs.bases.eligibility + i;
             out.decided_by.push(src);
             if tracing {
-                let message = render_message(ctx, &r.because, &root);
+                let message = render_message(ctx, &r.because, &code.because, &root);
                 out.trace.push(TraceStep {
                     kind: StepKind::Eligibility,
                     source: src,
@@ -317,11 +321,11 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
 
     // 2. Validity rules: field errors, all of them.
     let mut invalid = Vec::new();
-    for r in &c.invalid {
+    for (r, code) in c.invalid.iter().zip(&p.invalid) {
         match r.item_field {
             None => {
-                if ctx.truth(&r.when, &root).map_err(|k| ctx.error(k, Some((&r.path, r.span))))? {
-                    let message = render_message(ctx, &r.because, &root);
+                if code.when.truth(ctx, &root).map_err(|k| ctx.error(k, Some((&r.path, r.span))))? {
+                    let message = render_message(ctx, &r.because, &code.because, &root);
                     let path = rs
                         .checked
                         .schema
@@ -343,8 +347,8 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
                 let _ = item_slot;
                 for (i, item) in items.iter().enumerate() {
                     let stack = Stack::with_item(ctx.root, item, i);
-                    if ctx.truth(&r.when, &stack).map_err(|k| ctx.error(k, Some((&r.path, r.span))))? {
-                        let message = render_message(ctx, &r.because, &stack);
+                    if code.when.truth(ctx, &stack).map_err(|k| ctx.error(k, Some((&r.path, r.span))))? {
+                        let message = render_message(ctx, &r.because, &code.because, &stack);
                         invalid.push(FieldError { path: format!("{list_name}[{i}].{item_name}"), message });
                     }
                 }
@@ -398,20 +402,20 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
         });
     }
     let mut level = band_level;
-    for (i, b) in c.classify.bands.iter().enumerate().skip(band_index) {
-        match &b.gate {
-            None => {
+    for (i, (b, gate)) in c.classify.bands.iter().zip(&p.gates).enumerate().skip(band_index) {
+        match (&b.gate, gate) {
+            (None, _) | (_, None) => {
                 level = b.level;
                 break;
             }
-            Some((g, msg, _)) => {
-                if ctx.truth(g, &root).map_err(|k| ctx.error(k, Some((rs.level_id(b.level), b.span))))? {
+            (Some((_, msg, _)), Some(gate)) => {
+                if gate.when.truth(ctx, &root).map_err(|k| ctx.error(k, Some((rs.level_id(b.level), b.span))))? {
                     level = b.level;
                     break;
                 }
                 out.decided_by.push(rs.bases.band + i);
                 if tracing {
-                    let message = render_message(ctx, msg, &root);
+                    let message = render_message(ctx, msg, &gate.because, &root);
                     let next = c.classify.bands.get(i + 1).map(|n| n.level).unwrap_or(b.level);
                     out.trace.push(TraceStep {
                         kind: StepKind::Gate,
@@ -432,8 +436,8 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
 
     // 4. Vetoes.
     let mut vetoed = false;
-    for (i, r) in c.vetoes.iter().enumerate() {
-        if ctx.truth(&r.when, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
+    for (i, (r, code)) in c.vetoes.iter().zip(&p.vetoes).enumerate() {
+        if code.when.truth(ctx, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
             let Some(Ex::Const(Const::Level(to))) = r.target else {
                 return Err(EvalError::internal("veto target"));
             };
@@ -447,7 +451,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
             }
             out.decided_by.push(rs.bases.veto + i);
             if tracing {
-                let message = render_message(ctx, &r.because, &root);
+                let message = render_message(ctx, &r.because, &code.because, &root);
                 out.trace.push(TraceStep {
                     kind: StepKind::Veto,
                     source: rs.bases.veto + i,
@@ -461,12 +465,12 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
 
     // 5. Caps, when no veto applied.
     if !vetoed {
-        for (i, r) in c.caps.iter().enumerate() {
-            if !ctx.truth(&r.when, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
+        for (i, (r, code)) in c.caps.iter().zip(&p.caps).enumerate() {
+            if !code.when.truth(ctx, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
                 continue;
             }
-            let Some(target) = &r.target else { continue };
-            let cap = match ctx.eval(target, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
+            let Some(target) = &code.target else { continue };
+            let cap = match target.eval(ctx, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
                 V::Level(l) => l,
                 _ => continue, // an absent cap level does not apply
             };
@@ -482,7 +486,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
                 out.add_flag(rs, &f.code);
             }
             if tracing && (lowered || full) {
-                let message = render_message(ctx, &r.because, &root);
+                let message = render_message(ctx, &r.because, &code.because, &root);
                 out.trace.push(TraceStep {
                     kind: StepKind::Cap,
                     source: rs.bases.cap + i,
@@ -495,14 +499,14 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
     }
 
     // 6. Flag rules.
-    for (i, r) in c.flags.iter().enumerate() {
-        if ctx.truth(&r.when, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
+    for (i, (r, code)) in c.flags.iter().zip(&p.flags).enumerate() {
+        if code.when.truth(ctx, &root).map_err(|k| ctx.error(k, Some((r.name.as_str(), r.span))))? {
             if let Some(f) = &r.flag {
                 out.add_flag(rs, &f.code);
             }
             out.decided_by.push(rs.bases.flag + i);
             if tracing {
-                let message = render_message(ctx, &r.because, &root);
+                let message = render_message(ctx, &r.because, &code.because, &root);
                 out.trace.push(TraceStep {
                     kind: StepKind::Flag,
                     source: rs.bases.flag + i,
@@ -548,17 +552,17 @@ fn next_level_note(ctx: &mut Ctx<'_>, out: &Outcome, total: Num, vetoed: bool) -
     }
     let next = out.level - 1;
     let mut reasons = Vec::new();
-    if let Some(b) = c.classify.bands.iter().find(|b| b.level == next) {
+    if let Some((b, gate)) = c.classify.bands.iter().zip(&rs.program.gates).find(|(b, _)| b.level == next) {
         if let Some((_, th)) = b.threshold
             && !threshold_met(b.threshold, total)
             && let Ok(short) = th.sub(total)
         {
             reasons.push(format!("{short} points short of {}", rs.level_id(next)));
         }
-        if let Some((g, msg, _)) = &b.gate {
+        if let (Some((_, msg, _)), Some(gate)) = (&b.gate, gate) {
             let root = Stack::root(ctx.root);
-            if matches!(ctx.truth(g, &root), Ok(false)) {
-                let m = render_message(ctx, msg, &root);
+            if matches!(gate.when.truth(ctx, &root), Ok(false)) {
+                let m = render_message(ctx, msg, &gate.because, &root);
                 reasons.push(if m.is_empty() {
                     format!("the condition for {} does not hold", rs.level_id(next))
                 } else {

@@ -1,0 +1,864 @@
+//! Lowering: checked expressions become closures, once per rule set, so evaluating a record
+//! walks no syntax tree. Each expression is compiled for the type its consumer wants (a
+//! condition to `bool`, arithmetic to [`Num`], anything else to [`V`]); leaves (constants,
+//! fields, named values) stay inline operands instead of calls, and the common shapes (a count
+//! without filter, a comparison of two numbers) get their own closures.
+//!
+//! The closures compute exactly what the checked expression means: operands are evaluated in
+//! source order, `and`/`or`/`if`/`??` are lazy, `all`/`any` stop at the first decisive item,
+//! and every failure is the same [`ErrorKind`] at the same place.
+
+use super::expr::{Ctx, Stack, V, compare, num_err};
+use super::record::Value;
+use super::ErrorKind;
+use crate::check::Checked;
+use crate::check::ir::{AggKind, Builtin, Const, Ex, FieldType, Message, MessagePart, Op, RecordTypeId, Schema, Ty};
+use crate::date;
+use crate::num::Num;
+use std::cmp::Ordering;
+use std::fmt;
+
+type R<T> = Result<T, ErrorKind>;
+type BoolFn = Box<dyn for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<bool> + Send + Sync>;
+type NumFn = Box<dyn for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<Num> + Send + Sync>;
+type ValFn = Box<dyn for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<V<'a>> + Send + Sync>;
+
+// The constructors pin each closure to the higher-ranked signature its box needs.
+fn bool_fn<F: for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<bool> + Send + Sync + 'static>(f: F) -> BoolArg {
+    BoolArg::Code(Box::new(f))
+}
+fn num_fn<F: for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<Num> + Send + Sync + 'static>(f: F) -> NumArg {
+    NumArg::Code(Box::new(f))
+}
+fn val_fn<F: for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<V<'a>> + Send + Sync + 'static>(f: F) -> ValArg {
+    ValArg::Code(Box::new(f))
+}
+
+/// An operand that yields a `bool`.
+enum BoolArg {
+    Lit(bool),
+    Field(u8, u16),
+    Let(usize),
+    Item(u8, usize),
+    Code(BoolFn),
+}
+
+/// An operand that yields a number.
+enum NumArg {
+    Lit(Num),
+    Field(u8, u16),
+    Let(usize),
+    Item(u8, usize),
+    Code(NumFn),
+}
+
+/// An operand that yields any value.
+enum ValArg {
+    /// A constant that borrows nothing.
+    Lit(V<'static>),
+    /// A text constant, by index into [`Program::texts`].
+    Text(usize),
+    Field(u8, u16),
+    Let(usize),
+    Item(u8, usize),
+    Code(ValFn),
+}
+
+fn as_bool(v: V<'_>) -> R<bool> {
+    match v {
+        V::Bool(b) => Ok(b),
+        V::Absent => Err(ErrorKind::Absent),
+        _ => Err(ErrorKind::Type),
+    }
+}
+
+fn as_num(v: V<'_>) -> R<Num> {
+    match v {
+        V::Num(n) => Ok(n),
+        V::Absent => Err(ErrorKind::Absent),
+        _ => Err(ErrorKind::Type),
+    }
+}
+
+impl BoolArg {
+    #[inline(always)]
+    fn get<'a>(&self, ctx: &mut Ctx<'a>, st: &Stack<'a>) -> R<bool> {
+        match self {
+            BoolArg::Lit(b) => Ok(*b),
+            BoolArg::Field(f, s) => match st.value(*f, *s)? {
+                Value::Bool(b) => Ok(*b),
+                Value::Absent => Err(ErrorKind::Absent),
+                _ => Err(ErrorKind::Type),
+            },
+            BoolArg::Let(id) => as_bool(ctx.let_value(*id)?),
+            BoolArg::Item(f, id) => as_bool(ctx.item_let_value(*id, *f, st)?),
+            BoolArg::Code(c) => c(ctx, st),
+        }
+    }
+}
+
+impl NumArg {
+    #[inline(always)]
+    fn get<'a>(&self, ctx: &mut Ctx<'a>, st: &Stack<'a>) -> R<Num> {
+        match self {
+            NumArg::Lit(n) => Ok(*n),
+            NumArg::Field(f, s) => match st.value(*f, *s)? {
+                Value::Num(n) => Ok(*n),
+                Value::Absent => Err(ErrorKind::Absent),
+                _ => Err(ErrorKind::Type),
+            },
+            NumArg::Let(id) => as_num(ctx.let_value(*id)?),
+            NumArg::Item(f, id) => as_num(ctx.item_let_value(*id, *f, st)?),
+            NumArg::Code(c) => c(ctx, st),
+        }
+    }
+}
+
+impl ValArg {
+    #[inline(always)]
+    fn get<'a>(&self, ctx: &mut Ctx<'a>, st: &Stack<'a>) -> R<V<'a>> {
+        match self {
+            ValArg::Lit(v) => Ok(*v),
+            ValArg::Text(i) => {
+                let rs = ctx.rs;
+                rs.program.texts.get(*i).map(|t| V::Text(t.as_str())).ok_or(ErrorKind::Internal)
+            }
+            ValArg::Field(f, s) => Ok(V::of(st.value(*f, *s)?)),
+            ValArg::Let(id) => ctx.let_value(*id),
+            ValArg::Item(f, id) => ctx.item_let_value(*id, *f, st),
+            ValArg::Code(c) => c(ctx, st),
+        }
+    }
+}
+
+/// A compiled expression: a condition, or a value of any type.
+pub struct Code(CodeKind);
+
+enum CodeKind {
+    Bool(BoolArg),
+    Val(ValArg),
+}
+
+impl Code {
+    /// The expression's value.
+    pub fn eval<'a>(&self, ctx: &mut Ctx<'a>, st: &Stack<'a>) -> R<V<'a>> {
+        match &self.0 {
+            CodeKind::Bool(b) => b.get(ctx, st).map(V::Bool),
+            CodeKind::Val(v) => v.get(ctx, st),
+        }
+    }
+
+    /// The condition's truth (an absent value is an error).
+    pub fn truth<'a>(&self, ctx: &mut Ctx<'a>, st: &Stack<'a>) -> R<bool> {
+        match &self.0 {
+            CodeKind::Bool(b) => b.get(ctx, st),
+            CodeKind::Val(v) => as_bool(v.get(ctx, st)?),
+        }
+    }
+}
+
+/// A `because` message: its placeholders compiled, in order.
+pub struct MessageCode {
+    /// One entry per message part; `None` for literal text.
+    pub parts: Vec<Option<Code>>,
+}
+
+/// A decision rule's compiled parts.
+pub struct RuleCode {
+    /// Its condition.
+    pub when: Code,
+    /// Its target level, when it has one.
+    pub target: Option<Code>,
+    /// Its message.
+    pub because: MessageCode,
+}
+
+/// A quota's compiled expressions.
+pub struct QuotaCode {
+    /// `applies when`.
+    pub applies: Option<Code>,
+    /// The ranking keys.
+    pub rank: Vec<Code>,
+}
+
+/// A band's compiled condition and message.
+pub struct GateCode {
+    /// The condition.
+    pub when: Code,
+    /// Its message.
+    pub because: MessageCode,
+}
+
+/// Every expression of a rule set, compiled; parallel to the [`Checked`] rules.
+pub struct Program {
+    /// Top-level named values, by let id.
+    pub lets: Vec<Code>,
+    /// Item-level named values, by item-let id.
+    pub item_lets: Vec<Code>,
+    /// Eligibility rules.
+    pub eligibility: Vec<RuleCode>,
+    /// Validity rules.
+    pub invalid: Vec<RuleCode>,
+    /// Band conditions, by band.
+    pub gates: Vec<Option<GateCode>>,
+    /// Vetoes.
+    pub vetoes: Vec<RuleCode>,
+    /// Caps.
+    pub caps: Vec<RuleCode>,
+    /// Flag rules.
+    pub flags: Vec<RuleCode>,
+    /// Quotas.
+    pub quotas: Vec<QuotaCode>,
+    /// Text constants (values borrow them for the length of an evaluation).
+    texts: Vec<String>,
+}
+
+impl fmt::Debug for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Program").field("lets", &self.lets.len()).field("item_lets", &self.item_lets.len()).finish_non_exhaustive()
+    }
+}
+
+impl Program {
+    /// Compiles every expression of checked rules.
+    pub fn lower(c: &Checked) -> Program {
+        let mut cx = Lower { schema: &c.schema, checked: c, frames: vec![Some(0)], texts: Vec::new() };
+        let lets = c.lets.iter().map(|l| cx.code(&l.expr)).collect();
+        let item_lets = c
+            .item_lets
+            .iter()
+            .map(|il| {
+                let item = cx.field_ty(Some(0), il.list_slot).and_then(|t| match t {
+                    Ty::List(rt) => Some(rt),
+                    _ => None,
+                });
+                cx.within(item, |cx| cx.code(&il.expr))
+            })
+            .collect();
+        let eligibility = c.eligibility.iter().map(|r| cx.rule(&r.when, r.target.as_ref(), &r.because)).collect();
+        let invalid = c
+            .invalid
+            .iter()
+            .map(|r| match r.item_field {
+                None => cx.rule(&r.when, None, &r.because),
+                Some(_) => {
+                    let item = cx.field_ty(Some(0), r.field).and_then(|t| match t {
+                        Ty::List(rt) => Some(rt),
+                        _ => None,
+                    });
+                    cx.within(item, |cx| cx.rule(&r.when, None, &r.because))
+                }
+            })
+            .collect();
+        let gates = c
+            .classify
+            .bands
+            .iter()
+            .map(|b| b.gate.as_ref().map(|(g, m, _)| GateCode { when: cx.condition(g), because: cx.message(m) }))
+            .collect();
+        let vetoes = c.vetoes.iter().map(|r| cx.rule(&r.when, r.target.as_ref(), &r.because)).collect();
+        let caps = c.caps.iter().map(|r| cx.rule(&r.when, r.target.as_ref(), &r.because)).collect();
+        let flags = c.flags.iter().map(|r| cx.rule(&r.when, r.target.as_ref(), &r.because)).collect();
+        let quotas = c
+            .quotas
+            .iter()
+            .map(|q| QuotaCode { applies: q.applies.as_ref().map(|a| cx.condition(a)), rank: q.rank.iter().map(|(e, _)| cx.code(e)).collect() })
+            .collect();
+        Program { lets, item_lets, eligibility, invalid, gates, vetoes, caps, flags, quotas, texts: cx.texts }
+    }
+}
+
+/// The lowering context: the record type of each scope frame, for picking typed closures.
+struct Lower<'c> {
+    schema: &'c Schema,
+    checked: &'c Checked,
+    frames: Vec<Option<RecordTypeId>>,
+    texts: Vec<String>,
+}
+
+fn ty_of_field(t: &FieldType) -> Ty {
+    match t {
+        FieldType::Text => Ty::Text,
+        FieldType::Bool => Ty::Bool,
+        FieldType::Integer(_) | FieldType::Decimal(_) => Ty::Num,
+        FieldType::Date => Ty::Date,
+        FieldType::Level => Ty::Level,
+        FieldType::Enum(e) => Ty::Enum(*e),
+        FieldType::List(rt) => Ty::List(*rt),
+        FieldType::Record(rt) => Ty::Record(*rt),
+    }
+}
+
+fn is_cmp(op: Op) -> bool {
+    matches!(op, Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge)
+}
+
+fn holds(op: Op, ord: Ordering) -> bool {
+    match op {
+        Op::Eq => ord == Ordering::Equal,
+        Op::Ne => ord != Ordering::Equal,
+        Op::Lt => ord == Ordering::Less,
+        Op::Le => ord != Ordering::Greater,
+        Op::Gt => ord == Ordering::Greater,
+        _ => ord != Ordering::Less,
+    }
+}
+
+fn equal(a: V<'_>, b: V<'_>) -> R<bool> {
+    Ok(compare(a, b)? == Ordering::Equal)
+}
+
+impl Lower<'_> {
+    /// Runs `f` with one more scope frame, holding items of record type `item`.
+    fn within<T>(&mut self, item: Option<RecordTypeId>, f: impl FnOnce(&mut Self) -> T) -> T {
+        self.frames.push(item);
+        let out = f(self);
+        self.frames.pop();
+        out
+    }
+
+    fn field_ty(&self, rt: Option<RecordTypeId>, slot: u16) -> Option<Ty> {
+        let f = self.schema.records.get(rt?)?.fields.get(slot as usize)?;
+        Some(ty_of_field(&f.ty))
+    }
+
+    /// The static type of an expression, where the lowering can tell.
+    fn ty(&mut self, ex: &Ex) -> Option<Ty> {
+        match ex {
+            Ex::Const(c) => match c {
+                Const::Bool(_) => Some(Ty::Bool),
+                Const::Num(_) => Some(Ty::Num),
+                Const::Text(_) => Some(Ty::Text),
+                Const::Date(_) => Some(Ty::Date),
+                Const::Enum(t, _) => Some(Ty::Enum(*t as usize)),
+                Const::Level(_) => Some(Ty::Level),
+                Const::Absent | Const::EmptyList => None,
+            },
+            Ex::Field { frame, slot } => self.field_ty(self.frames.get(*frame as usize).copied().flatten(), *slot),
+            Ex::SubField(base, slot) => match self.ty(base)? {
+                Ty::Record(rt) => self.field_ty(Some(rt), *slot),
+                _ => None,
+            },
+            Ex::Let(id) => self.checked.lets.get(*id).map(|l| l.ty.ty),
+            Ex::ItemLet { id, .. } => self.checked.item_lets.get(*id).map(|l| l.ty.ty),
+            Ex::Not(_) | Ex::Present(..) | Ex::In(..) => Some(Ty::Bool),
+            Ex::Neg(_) => Some(Ty::Num),
+            Ex::Bin(op, a, _) => match op {
+                Op::And | Op::Or => Some(Ty::Bool),
+                Op::Coalesce => self.ty(a),
+                Op::Add | Op::Sub | Op::Mul | Op::Div => Some(Ty::Num),
+                _ => Some(Ty::Bool),
+            },
+            Ex::If(_, a, _) => self.ty(a),
+            Ex::Match(_, arms, fallback) => match arms.first() {
+                Some((_, e)) => self.ty(e),
+                None => fallback.as_deref().and_then(|f| self.ty(f)),
+            },
+            Ex::Agg { kind, list, item, .. } => match kind {
+                AggKind::Count | AggKind::Sum | AggKind::Avg => Some(Ty::Num),
+                AggKind::All | AggKind::Any => Some(Ty::Bool),
+                AggKind::Min | AggKind::Max => {
+                    let rt = self.item_type(list);
+                    let item = item.as_deref()?;
+                    self.within(rt, |cx| cx.ty(item))
+                }
+            },
+            Ex::Call(b, args) => match b {
+                Builtin::Min | Builtin::Max => self.ty(args.first()?),
+                Builtin::PeriodEnd => Some(Ty::Date),
+                Builtin::PeriodKind => Some(Ty::Text),
+                _ => Some(Ty::Num),
+            },
+        }
+    }
+
+    fn item_type(&mut self, list: &Ex) -> Option<RecordTypeId> {
+        match self.ty(list)? {
+            Ty::List(rt) => Some(rt),
+            _ => None,
+        }
+    }
+
+    fn code(&mut self, ex: &Ex) -> Code {
+        if self.ty(ex) == Some(Ty::Bool) { Code(CodeKind::Bool(self.boolean(ex))) } else { Code(CodeKind::Val(self.val(ex))) }
+    }
+
+    fn condition(&mut self, ex: &Ex) -> Code {
+        Code(CodeKind::Bool(self.boolean(ex)))
+    }
+
+    fn message(&mut self, m: &Message) -> MessageCode {
+        MessageCode {
+            parts: m
+                .parts
+                .iter()
+                .map(|p| match p {
+                    MessagePart::Text(_) => None,
+                    MessagePart::Expr(e) => Some(self.code(e)),
+                })
+                .collect(),
+        }
+    }
+
+    fn rule(&mut self, when: &Ex, target: Option<&Ex>, because: &Message) -> RuleCode {
+        RuleCode { when: self.condition(when), target: target.map(|t| self.code(t)), because: self.message(because) }
+    }
+
+    fn lit(&mut self, c: &Const) -> ValArg {
+        ValArg::Lit(match c {
+            Const::Absent => V::Absent,
+            Const::Bool(b) => V::Bool(*b),
+            Const::Num(n) => V::Num(*n),
+            Const::Text(t) => {
+                self.texts.push(t.clone());
+                return ValArg::Text(self.texts.len() - 1);
+            }
+            Const::Date(d) => V::Date(*d),
+            Const::Enum(t, e) => V::Enum(*t, *e),
+            Const::Level(l) => V::Level(*l),
+            Const::EmptyList => V::List(&[]),
+        })
+    }
+
+    fn boolean(&mut self, ex: &Ex) -> BoolArg {
+        match ex {
+            Ex::Const(Const::Bool(b)) => BoolArg::Lit(*b),
+            Ex::Field { frame, slot } => BoolArg::Field(*frame, *slot),
+            Ex::Let(id) => BoolArg::Let(*id),
+            Ex::ItemLet { frame, id } => BoolArg::Item(*frame, *id),
+            Ex::Not(e) => {
+                let e = self.boolean(e);
+                bool_fn(move |c, s| Ok(!e.get(c, s)?))
+            }
+            Ex::Present(e, yes) => {
+                let (e, yes) = (self.val(e), *yes);
+                bool_fn(move |c, s| Ok(matches!(e.get(c, s)?, V::Absent) != yes))
+            }
+            Ex::In(e, items) => {
+                let e = self.val(e);
+                let items: Vec<ValArg> = items.iter().map(|i| self.val(i)).collect();
+                bool_fn(move |c, s| {
+                    let v = e.get(c, s)?;
+                    for i in &items {
+                        if equal(v, i.get(c, s)?)? {
+                            return Ok(true);
+                        }
+                    }
+                    Ok(false)
+                })
+            }
+            Ex::Bin(Op::And, a, b) => {
+                let (a, b) = (self.boolean(a), self.boolean(b));
+                bool_fn(move |c, s| Ok(a.get(c, s)? && b.get(c, s)?))
+            }
+            Ex::Bin(Op::Or, a, b) => {
+                let (a, b) = (self.boolean(a), self.boolean(b));
+                bool_fn(move |c, s| Ok(a.get(c, s)? || b.get(c, s)?))
+            }
+            Ex::Bin(op, a, b) if is_cmp(*op) => self.comparison(*op, a, b),
+            Ex::If(cond, a, b) => {
+                let (cond, a, b) = (self.boolean(cond), self.boolean(a), self.boolean(b));
+                bool_fn(move |c, s| if cond.get(c, s)? { a.get(c, s) } else { b.get(c, s) })
+            }
+            Ex::Agg { kind: kind @ (AggKind::All | AggKind::Any), list, filter, item } => {
+                self.all_any(*kind == AggKind::All, list, filter.as_deref(), item.as_deref())
+            }
+            _ => {
+                let v = self.val(ex);
+                bool_fn(move |c, s| as_bool(v.get(c, s)?))
+            }
+        }
+    }
+
+    fn comparison(&mut self, op: Op, a: &Ex, b: &Ex) -> BoolArg {
+        if self.ty(a) == Some(Ty::Num) && self.ty(b) == Some(Ty::Num) {
+            let (a, b) = (self.num(a), self.num(b));
+            return match op {
+                Op::Eq => bool_fn(move |c, s| Ok(num_cmp(&a, &b, c, s)? == Ordering::Equal)),
+                Op::Ne => bool_fn(move |c, s| Ok(num_cmp(&a, &b, c, s)? != Ordering::Equal)),
+                Op::Lt => bool_fn(move |c, s| Ok(num_cmp(&a, &b, c, s)? == Ordering::Less)),
+                Op::Le => bool_fn(move |c, s| Ok(num_cmp(&a, &b, c, s)? != Ordering::Greater)),
+                Op::Gt => bool_fn(move |c, s| Ok(num_cmp(&a, &b, c, s)? == Ordering::Greater)),
+                _ => bool_fn(move |c, s| Ok(num_cmp(&a, &b, c, s)? != Ordering::Less)),
+            };
+        }
+        let (a, b) = (self.val(a), self.val(b));
+        bool_fn(move |c, s| {
+            let x = a.get(c, s)?;
+            let y = b.get(c, s)?;
+            Ok(holds(op, compare(x, y)?))
+        })
+    }
+
+    fn num(&mut self, ex: &Ex) -> NumArg {
+        match ex {
+            Ex::Const(Const::Num(n)) => NumArg::Lit(*n),
+            Ex::Field { frame, slot } => NumArg::Field(*frame, *slot),
+            Ex::Let(id) => NumArg::Let(*id),
+            Ex::ItemLet { frame, id } => NumArg::Item(*frame, *id),
+            Ex::Neg(e) => {
+                let e = self.num(e);
+                num_fn(move |c, s| e.get(c, s)?.neg().map_err(num_err))
+            }
+            Ex::Bin(op @ (Op::Add | Op::Sub | Op::Mul | Op::Div), a, b) => {
+                let (a, b) = (self.num(a), self.num(b));
+                match op {
+                    Op::Add => num_fn(move |c, s| {
+                        let x = a.get(c, s)?;
+                        x.add(b.get(c, s)?).map_err(num_err)
+                    }),
+                    Op::Sub => num_fn(move |c, s| {
+                        let x = a.get(c, s)?;
+                        x.sub(b.get(c, s)?).map_err(num_err)
+                    }),
+                    Op::Mul => num_fn(move |c, s| {
+                        let x = a.get(c, s)?;
+                        x.mul(b.get(c, s)?).map_err(num_err)
+                    }),
+                    _ => num_fn(move |c, s| {
+                        let x = a.get(c, s)?;
+                        x.div(b.get(c, s)?).map_err(num_err)
+                    }),
+                }
+            }
+            Ex::Bin(Op::Coalesce, a, b) => {
+                let (a, b) = (self.val(a), self.num(b));
+                num_fn(move |c, s| match a.get(c, s)? {
+                    V::Absent => b.get(c, s),
+                    v => as_num(v),
+                })
+            }
+            Ex::If(cond, a, b) => {
+                let (cond, a, b) = (self.boolean(cond), self.num(a), self.num(b));
+                num_fn(move |c, s| if cond.get(c, s)? { a.get(c, s) } else { b.get(c, s) })
+            }
+            Ex::Agg { kind: AggKind::Count, list, filter, .. } => self.count(list, filter.as_deref()),
+            Ex::Agg { kind: AggKind::Sum, list, filter, item: Some(item) } => self.sum(list, filter.as_deref(), item),
+            Ex::Call(b, args) => match self.num_call(*b, args) {
+                Some(n) => n,
+                None => {
+                    let v = self.val_call(*b, args);
+                    num_fn(move |c, s| as_num(v.get(c, s)?))
+                }
+            },
+            _ => {
+                let v = self.val(ex);
+                num_fn(move |c, s| as_num(v.get(c, s)?))
+            }
+        }
+    }
+
+    /// Numeric builtins over numeric arguments; `None` for the rest.
+    fn num_call(&mut self, b: Builtin, args: &[Ex]) -> Option<NumArg> {
+        Some(match (b, args) {
+            (Builtin::Round(places, mode), [x]) => {
+                let x = self.num(x);
+                num_fn(move |c, s| x.get(c, s)?.round(places, mode).map_err(num_err))
+            }
+            (Builtin::Floor, [x]) => {
+                let x = self.num(x);
+                num_fn(move |c, s| Ok(x.get(c, s)?.floor()))
+            }
+            (Builtin::Ceil, [x]) => {
+                let x = self.num(x);
+                num_fn(move |c, s| Ok(x.get(c, s)?.ceil()))
+            }
+            (Builtin::Abs, [x]) => {
+                let x = self.num(x);
+                num_fn(move |c, s| {
+                    let x = x.get(c, s)?;
+                    if x.is_negative() { x.neg().map_err(num_err) } else { Ok(x) }
+                })
+            }
+            (Builtin::Clamp, [x, lo, hi]) => {
+                let (x, lo, hi) = (self.num(x), self.num(lo), self.num(hi));
+                num_fn(move |c, s| {
+                    let x = x.get(c, s)?;
+                    let lo = lo.get(c, s)?;
+                    let hi = hi.get(c, s)?;
+                    let x = if x.cmp(&lo).map_err(num_err)? == Ordering::Less { lo } else { x };
+                    Ok(if x.cmp(&hi).map_err(num_err)? == Ordering::Greater { hi } else { x })
+                })
+            }
+            (Builtin::Year, [d]) => {
+                let d = self.val(d);
+                num_fn(move |c, s| match d.get(c, s)? {
+                    V::Date(d) => Ok(Num::from_int(date::year_of(d))),
+                    _ => Err(ErrorKind::Type),
+                })
+            }
+            (Builtin::Min | Builtin::Max, [_, ..]) if args.iter().all(|a| self.ty(a) == Some(Ty::Num)) => {
+                let want = if b == Builtin::Min { Ordering::Less } else { Ordering::Greater };
+                let args: Vec<NumArg> = args.iter().map(|a| self.num(a)).collect();
+                num_fn(move |c, s| {
+                    let mut best: Option<Num> = None;
+                    for a in &args {
+                        let v = a.get(c, s)?;
+                        best = Some(match best {
+                            Some(cur) if v.cmp(&cur).map_err(num_err)? != want => cur,
+                            _ => v,
+                        });
+                    }
+                    best.ok_or(ErrorKind::Internal)
+                })
+            }
+            _ => return None,
+        })
+    }
+
+    /// The items of a list operand.
+    fn list(&mut self, list: &Ex) -> ValArg {
+        self.val(list)
+    }
+
+    fn count(&mut self, list: &Ex, filter: Option<&Ex>) -> NumArg {
+        let rt = self.item_type(list);
+        let l = self.list(list);
+        match filter {
+            None => num_fn(move |c, s| Ok(Num::from_int(i64::try_from(items(l.get(c, s)?)?.len()).unwrap_or(i64::MAX)))),
+            Some(f) => {
+                let f = self.within(rt, |cx| cx.boolean(f));
+                num_fn(move |c, s| {
+                    let list = items(l.get(c, s)?)?;
+                    let (mut inner, depth) = s.push()?;
+                    let mut n: i64 = 0;
+                    for (i, it) in list.iter().enumerate() {
+                        inner.set(depth, it, i);
+                        if f.get(c, &inner)? {
+                            n += 1;
+                        }
+                    }
+                    Ok(Num::from_int(n))
+                })
+            }
+        }
+    }
+
+    fn sum(&mut self, list: &Ex, filter: Option<&Ex>, item: &Ex) -> NumArg {
+        let rt = self.item_type(list);
+        let l = self.list(list);
+        let (f, e) = self.within(rt, |cx| (filter.map(|f| cx.boolean(f)), cx.num(item)));
+        num_fn(move |c, s| {
+            let list = items(l.get(c, s)?)?;
+            let (mut inner, depth) = s.push()?;
+            let mut sum = Num::ZERO;
+            for (i, it) in list.iter().enumerate() {
+                inner.set(depth, it, i);
+                if let Some(f) = &f
+                    && !f.get(c, &inner)?
+                {
+                    continue;
+                }
+                sum = sum.add(e.get(c, &inner)?).map_err(num_err)?;
+            }
+            Ok(sum)
+        })
+    }
+
+    fn avg(&mut self, list: &Ex, filter: Option<&Ex>, item: &Ex) -> ValArg {
+        let rt = self.item_type(list);
+        let l = self.list(list);
+        let (f, e) = self.within(rt, |cx| (filter.map(|f| cx.boolean(f)), cx.num(item)));
+        val_fn(move |c, s| {
+            let list = items(l.get(c, s)?)?;
+            let (mut inner, depth) = s.push()?;
+            let mut sum = Num::ZERO;
+            let mut n: i64 = 0;
+            for (i, it) in list.iter().enumerate() {
+                inner.set(depth, it, i);
+                if let Some(f) = &f
+                    && !f.get(c, &inner)?
+                {
+                    continue;
+                }
+                sum = sum.add(e.get(c, &inner)?).map_err(num_err)?;
+                n += 1;
+            }
+            if n == 0 { Ok(V::Absent) } else { sum.div(Num::from_int(n)).map(V::Num).map_err(num_err) }
+        })
+    }
+
+    fn all_any(&mut self, all: bool, list: &Ex, filter: Option<&Ex>, item: Option<&Ex>) -> BoolArg {
+        let rt = self.item_type(list);
+        let l = self.list(list);
+        let (f, e) = self.within(rt, |cx| (filter.map(|f| cx.boolean(f)), item.map(|e| cx.boolean(e))));
+        if all && e.is_none() {
+            // The checker gives `all` an item expression; without one it would hold trivially.
+            return BoolArg::Lit(true);
+        }
+        bool_fn(move |c, s| {
+            let list = items(l.get(c, s)?)?;
+            let (mut inner, depth) = s.push()?;
+            for (i, it) in list.iter().enumerate() {
+                inner.set(depth, it, i);
+                if let Some(f) = &f
+                    && !f.get(c, &inner)?
+                {
+                    continue;
+                }
+                let holds = match &e {
+                    Some(e) => e.get(c, &inner)?,
+                    None => true,
+                };
+                // `all` stops at the first item that fails, `any` at the first that holds.
+                if holds != all {
+                    return Ok(!all);
+                }
+            }
+            Ok(all)
+        })
+    }
+
+    fn min_max(&mut self, min: bool, list: &Ex, filter: Option<&Ex>, item: &Ex) -> ValArg {
+        let rt = self.item_type(list);
+        let l = self.list(list);
+        let (f, e) = self.within(rt, |cx| (filter.map(|f| cx.boolean(f)), cx.val(item)));
+        let want = if min { Ordering::Less } else { Ordering::Greater };
+        val_fn(move |c, s| {
+            let list = items(l.get(c, s)?)?;
+            let (mut inner, depth) = s.push()?;
+            let mut best: Option<V<'_>> = None;
+            for (i, it) in list.iter().enumerate() {
+                inner.set(depth, it, i);
+                if let Some(f) = &f
+                    && !f.get(c, &inner)?
+                {
+                    continue;
+                }
+                let v = e.get(c, &inner)?;
+                best = Some(match best {
+                    Some(b) if compare(v, b)? != want => b,
+                    _ => v,
+                });
+            }
+            Ok(best.unwrap_or(V::Absent))
+        })
+    }
+
+    fn val(&mut self, ex: &Ex) -> ValArg {
+        match ex {
+            Ex::Const(c) => self.lit(c),
+            Ex::Field { frame, slot } => ValArg::Field(*frame, *slot),
+            Ex::Let(id) => ValArg::Let(*id),
+            Ex::ItemLet { frame, id } => ValArg::Item(*frame, *id),
+            Ex::SubField(base, slot) => {
+                let (base, slot) = (self.val(base), *slot);
+                val_fn(move |c, s| match base.get(c, s)? {
+                    V::Rec(r) => Ok(V::of(r.get(slot))),
+                    V::Absent => Err(ErrorKind::Absent),
+                    _ => Err(ErrorKind::Type),
+                })
+            }
+            // Exactly the shapes `num` handles itself (anything else would come back here).
+            Ex::Neg(_)
+            | Ex::Bin(Op::Add | Op::Sub | Op::Mul | Op::Div, ..)
+            | Ex::Agg { kind: AggKind::Count, .. }
+            | Ex::Agg { kind: AggKind::Sum, item: Some(_), .. } => {
+                let n = self.num(ex);
+                val_fn(move |c, s| n.get(c, s).map(V::Num))
+            }
+            Ex::Not(_) | Ex::Present(..) | Ex::In(..) | Ex::Agg { kind: AggKind::All | AggKind::Any, .. } => {
+                let b = self.boolean(ex);
+                val_fn(move |c, s| b.get(c, s).map(V::Bool))
+            }
+            Ex::Bin(op, ..) if is_cmp(*op) || matches!(op, Op::And | Op::Or) => {
+                let b = self.boolean(ex);
+                val_fn(move |c, s| b.get(c, s).map(V::Bool))
+            }
+            Ex::Bin(_, a, b) => {
+                // `??`: the only operator left.
+                let (a, b) = (self.val(a), self.val(b));
+                val_fn(move |c, s| match a.get(c, s)? {
+                    V::Absent => b.get(c, s),
+                    v => Ok(v),
+                })
+            }
+            Ex::If(cond, a, b) => {
+                let (cond, a, b) = (self.boolean(cond), self.val(a), self.val(b));
+                val_fn(move |c, s| if cond.get(c, s)? { a.get(c, s) } else { b.get(c, s) })
+            }
+            Ex::Match(scrutinee, arms, fallback) => {
+                let scrutinee = self.val(scrutinee);
+                let arms: Vec<(Vec<ValArg>, ValArg)> =
+                    arms.iter().map(|(consts, e)| (consts.iter().map(|k| self.lit(k)).collect(), self.val(e))).collect();
+                let fallback = fallback.as_deref().map(|f| self.val(f));
+                val_fn(move |c, s| {
+                    let v = scrutinee.get(c, s)?;
+                    for (consts, value) in &arms {
+                        for k in consts {
+                            if equal(v, k.get(c, s)?)? {
+                                return value.get(c, s);
+                            }
+                        }
+                    }
+                    match &fallback {
+                        Some(f) => f.get(c, s),
+                        None => Err(ErrorKind::NoArm),
+                    }
+                })
+            }
+            Ex::Agg { kind: AggKind::Avg, list, filter, item: Some(item) } => self.avg(list, filter.as_deref(), item),
+            Ex::Agg { kind: kind @ (AggKind::Min | AggKind::Max), list, filter, item: Some(item) } => {
+                self.min_max(*kind == AggKind::Min, list, filter.as_deref(), item)
+            }
+            Ex::Agg { .. } => val_fn(|_, _| Err(ErrorKind::Internal)),
+            Ex::Call(b, args) => self.val_call(*b, args),
+        }
+    }
+
+    fn val_call(&mut self, b: Builtin, args: &[Ex]) -> ValArg {
+        match (b, args) {
+            (Builtin::Min | Builtin::Max, _) => {
+                if let Some(n) = self.num_call(b, args) {
+                    return val_fn(move |c, s| n.get(c, s).map(V::Num));
+                }
+                let want = if b == Builtin::Min { Ordering::Less } else { Ordering::Greater };
+                let args: Vec<ValArg> = args.iter().map(|a| self.val(a)).collect();
+                val_fn(move |c, s| {
+                    let mut best: Option<V<'_>> = None;
+                    for a in &args {
+                        let v = a.get(c, s)?;
+                        best = Some(match best {
+                            Some(cur) if compare(v, cur)? != want => cur,
+                            _ => v,
+                        });
+                    }
+                    Ok(best.unwrap_or(V::Absent))
+                })
+            }
+            (Builtin::PeriodEnd | Builtin::PeriodKind, [t]) => {
+                let (t, end) = (self.val(t), b == Builtin::PeriodEnd);
+                val_fn(move |c, s| match t.get(c, s)? {
+                    V::Text(t) => match date::parse_period(t) {
+                        Some((_, d)) if end => Ok(V::Date(d)),
+                        Some((kind, _)) => Ok(V::Text(kind.as_str())),
+                        None => Err(ErrorKind::BadPeriod),
+                    },
+                    _ => Err(ErrorKind::Type),
+                })
+            }
+            _ => match self.num_call(b, args) {
+                Some(n) => val_fn(move |c, s| n.get(c, s).map(V::Num)),
+                None => val_fn(|_, _| Err(ErrorKind::Internal)),
+            },
+        }
+    }
+}
+
+/// Compares two numbers, the first evaluated first.
+#[inline(always)]
+fn num_cmp<'a>(a: &NumArg, b: &NumArg, c: &mut Ctx<'a>, s: &Stack<'a>) -> R<Ordering> {
+    let x = a.get(c, s)?;
+    let y = b.get(c, s)?;
+    x.cmp(&y).map_err(num_err)
+}
+
+/// The items of a list value.
+#[inline(always)]
+fn items<'a>(v: V<'a>) -> R<&'a [super::record::Record]> {
+    match v {
+        V::List(items) => Ok(items),
+        V::Absent => Err(ErrorKind::Absent),
+        _ => Err(ErrorKind::Type),
+    }
+}
