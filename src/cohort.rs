@@ -78,8 +78,14 @@ pub fn classify_cohort(rs: &RuleSet, records: &[Record], exemption: Exemption, t
                 let Some(rec) = records.get(i) else { continue };
                 let mut ctx = Ctx::new(rs, rec);
                 let stack = Stack::root(rec);
-                let keys: Vec<V<'_>> =
-                    rs.program.quotas.get(qi).into_iter().flat_map(|c| &c.rank).map(|e| e.eval(&mut ctx, &stack).unwrap_or(V::Absent)).collect();
+                let keys: Vec<V<'_>> = rs
+                    .program
+                    .quotas
+                    .get(qi)
+                    .into_iter()
+                    .flat_map(|c| &c.rank)
+                    .map(|e| e.eval(&mut ctx, &stack).unwrap_or(V::Absent))
+                    .collect();
                 keyed.push((i, keys));
             }
             let order = |a: &Vec<V<'_>>, b: &Vec<V<'_>>| -> Ordering {

@@ -5,10 +5,10 @@
 use crate::check::ir::{Ex, FieldType};
 use crate::check::{self, Checked};
 use crate::diagnostic::{Diagnostic, has_errors};
+use crate::eval::program::Program;
 use crate::source::{LineCol, SourceFile, Span};
 use crate::syntax;
 use sha2::{Digest, Sha256};
-use crate::eval::program::Program;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

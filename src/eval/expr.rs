@@ -182,23 +182,35 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn item_let_value(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
-        let Some((item, index)) = stack.frame(frame) else {
+        let Some((_, index)) = stack.frame(frame) else {
             return Err(ErrorKind::Internal);
         };
         let key = self.item_base.get(id).map(|b| b + index as usize);
         if let Some(Some(v)) = key.and_then(|k| self.item_memo.get(k)) {
             return Ok(*v);
         }
+        self.compute_item_let(id, frame, stack, key)
+    }
+
+    #[inline(never)]
+    fn compute_item_let(&mut self, id: usize, frame: u8, stack: &Stack<'a>, key: Option<usize>) -> Result<V<'a>, ErrorKind> {
+        let Some((item, index)) = stack.frame(frame) else {
+            return Err(ErrorKind::Internal);
+        };
         let rs = self.rs;
-        let Some(def) = rs.checked.item_lets.get(id) else {
+        let (Some(def), Some(code)) = (rs.checked.item_lets.get(id), rs.program.item_lets.get(id)) else {
             return Err(ErrorKind::Internal);
         };
-        let inner = Stack::with_item(self.root, item, index as usize);
-        let Some(code) = rs.program.item_lets.get(id) else {
-            return Err(ErrorKind::Internal);
+        // An item value sees the root and its item; the caller's scope is that already when the
+        // item is its only frame.
+        let v = if frame == 1 && stack.len == 2 {
+            code.eval(self, stack)
+        } else {
+            code.eval(self, &Stack::with_item(self.root, item, index as usize))
         };
-        let v = match code.eval(self, &inner) {
+        let v = match v {
             Ok(v) => v,
             Err(k) => {
                 self.note_failure(&def.name, def.span);
@@ -212,10 +224,16 @@ impl<'a> Ctx<'a> {
     }
 
     /// The value of a top-level named value (computed once per record).
+    #[inline(always)]
     pub fn let_value(&mut self, id: usize) -> Result<V<'a>, ErrorKind> {
         if let Some(Some(v)) = self.memo.get(id) {
             return Ok(*v);
         }
+        self.compute_let(id)
+    }
+
+    #[inline(never)]
+    fn compute_let(&mut self, id: usize) -> Result<V<'a>, ErrorKind> {
         let rs = self.rs;
         let Some(def) = rs.checked.lets.get(id) else {
             return Err(ErrorKind::Internal);

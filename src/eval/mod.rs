@@ -9,11 +9,11 @@ pub mod program;
 pub mod record;
 
 use crate::check::ir::{Const, Ex, Message, MessagePart};
-use program::MessageCode;
 use crate::compile::RuleSet;
 use crate::num::Num;
 use crate::source::Span;
 pub use expr::{Ctx, Stack, V, compare};
+use program::MessageCode;
 use record::{FieldError, Record};
 use std::fmt;
 

@@ -8,9 +8,9 @@
 //! source order, `and`/`or`/`if`/`??` are lazy, `all`/`any` stop at the first decisive item,
 //! and every failure is the same [`ErrorKind`] at the same place.
 
+use super::ErrorKind;
 use super::expr::{Ctx, Stack, V, compare, num_err};
 use super::record::Value;
-use super::ErrorKind;
 use crate::check::Checked;
 use crate::check::ir::{AggKind, Builtin, Const, Ex, FieldType, Message, MessagePart, Op, RecordTypeId, Schema, Ty};
 use crate::date;
@@ -262,7 +262,10 @@ impl Program {
         let quotas = c
             .quotas
             .iter()
-            .map(|q| QuotaCode { applies: q.applies.as_ref().map(|a| cx.condition(a)), rank: q.rank.iter().map(|(e, _)| cx.code(e)).collect() })
+            .map(|q| QuotaCode {
+                applies: q.applies.as_ref().map(|a| cx.condition(a)),
+                rank: q.rank.iter().map(|(e, _)| cx.code(e)).collect(),
+            })
             .collect();
         Program { lets, item_lets, eligibility, invalid, gates, vetoes, caps, flags, quotas, texts: cx.texts }
     }
