@@ -865,3 +865,57 @@ fn items<'a>(v: V<'a>) -> R<&'a [super::record::Record]> {
         _ => Err(ErrorKind::Type),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::compile::compile;
+    use crate::eval::record::from_json;
+    use crate::eval::{ErrorKind, EvalError, TraceLevel, evaluate};
+
+    const RULES: &str = r#"ruleset lazy "Lazy" version "1" effective 2020-01-01
+record {
+  subject_id: text role subject
+  period:     text role period
+  p:          decimal
+  items:      list of { v: decimal, ok: bool = true } = []
+}
+levels { good "Good" weak "Weak" }
+let items.inverse = 1 / v
+let safe = if p == 0 then 0 else 10 / p
+let all_ok = all(items: ok and inverse > 0)
+let first_small = any(items where v < 1: true)
+let smallest = min(items: v) ?? 0
+score total = round(safe + count(items where ok) + smallest, 2, half_up)
+classify by total { good when total >= 5 require all_ok or first_small weak otherwise }
+"#;
+
+    fn run(json: serde_json::Value) -> Result<(u8, String), EvalError> {
+        let (rs, _) = compile("lazy.merit", RULES).expect("compiles");
+        let rec = from_json(&rs.checked.schema, &json).expect("fits");
+        evaluate(&rs, &rec, TraceLevel::None).map(|o| (o.level, o.total.map(|t| t.to_string()).unwrap_or_default()))
+    }
+
+    #[test]
+    fn untaken_branches_and_decided_aggregates_are_not_evaluated() {
+        // `10 / p` with p = 0 sits in the branch not taken.
+        let (level, total) = run(serde_json::json!({"subject_id": "A", "period": "2025", "p": 0})).expect("classifies");
+        assert_eq!((level, total.as_str()), (1, "0"));
+        // `all` stops at the first item that fails (ok = false), before the item whose
+        // inverse divides by zero; `any` stops at its first match.
+        let items = serde_json::json!([{"v": 2, "ok": false}, {"v": 0}]);
+        let (level, total) = run(serde_json::json!({"subject_id": "B", "period": "2025", "p": 2, "items": items})).expect("classifies");
+        assert_eq!((level, total.as_str()), (0, "6"), "5 + one ok item + smallest 0; good through `first_small`");
+    }
+
+    #[test]
+    fn a_failure_names_the_innermost_value() {
+        let items = serde_json::json!([{"v": 0}]);
+        match run(serde_json::json!({"subject_id": "C", "period": "2025", "p": 1, "items": items})) {
+            Err(EvalError::Rule(e)) => {
+                assert_eq!(e.kind, ErrorKind::DivisionByZero);
+                assert_eq!(e.rule.as_deref(), Some("inverse"));
+            }
+            other => panic!("expected a rule error, got {other:?}"),
+        }
+    }
+}
