@@ -65,6 +65,31 @@ pub struct Submission {
     pub evaluations: Vec<Evaluation>,
 }
 
+/// The rule sources this process knows are committed, so a batch writes each source (tens of
+/// kilobytes) once at most instead of once per evaluation. Sources are never deleted.
+#[derive(Default)]
+pub(crate) struct KnownSources(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+impl KnownSources {
+    /// The distinct sources of a batch not yet known to be committed.
+    pub(crate) fn unseen<'b>(&self, batch: &'b [Submission]) -> Vec<&'b (String, String, String, String)> {
+        let known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<&(String, String, String, String)> = Vec::new();
+        for s in batch {
+            if !known.contains(&s.source.0) && !out.iter().any(|o| o.0 == s.source.0) {
+                out.push(&s.source);
+            }
+        }
+        out
+    }
+
+    /// Records sources whose transaction committed.
+    pub(crate) fn remember<'b>(&self, hashes: impl IntoIterator<Item = &'b String>) {
+        let mut known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.extend(hashes.into_iter().cloned());
+    }
+}
+
 /// What became of a submission.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Written {

@@ -2,7 +2,7 @@
 //! Migrations take an advisory lock, so replicas starting together migrate once.
 
 use super::sqlite::where_clause;
-use super::{COLUMNS, Evaluation, Filter, MIGRATIONS, Store, StoreError, Submission, Written};
+use super::{COLUMNS, Evaluation, Filter, KnownSources, MIGRATIONS, Store, StoreError, Submission, Written};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
@@ -13,6 +13,7 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
+    sources: KnownSources,
 }
 
 fn row(r: &tokio_postgres::Row) -> Result<Evaluation, StoreError> {
@@ -59,7 +60,7 @@ impl PostgresStore {
             }
         }
         tx.commit().await.map_err(err)?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore { pool, sources: KnownSources::default() })
     }
 }
 
@@ -84,9 +85,11 @@ impl Store for PostgresStore {
             .await
             .map_err(err)?;
         let mut out = Vec::with_capacity(batch.len());
-        for s in &batch {
-            let (hash, id, version, text) = &*s.source;
+        let unseen = self.sources.unseen(&batch);
+        for (hash, id, version, text) in &unseen {
             tx.execute(&source, &[hash, id, version, text, &super::now_rfc3339()]).await.map_err(err)?;
+        }
+        for s in &batch {
             if let Some((k, request_hash)) = &s.key {
                 let ids = serde_json::to_string(&s.evaluations.iter().map(|e| &e.id).collect::<Vec<_>>()).map_err(err)?;
                 if tx.execute(&key, &[k, request_hash, &ids, &super::now_rfc3339()]).await.map_err(err)? == 0 {
@@ -127,6 +130,7 @@ impl Store for PostgresStore {
             out.push(Written::Stored);
         }
         tx.commit().await.map_err(err)?;
+        self.sources.remember(unseen.iter().map(|s| &s.0));
         Ok(out)
     }
 

@@ -2,7 +2,7 @@
 //! migrated on open. rusqlite is synchronous, so calls run on blocking threads: one writer
 //! connection, and reader connections kept for reuse (WAL lets them read while it writes).
 
-use super::{COLUMNS, Evaluation, Filter, MIGRATIONS, Store, StoreError, Submission, Written};
+use super::{COLUMNS, Evaluation, Filter, KnownSources, MIGRATIONS, Store, StoreError, Submission, Written};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +15,7 @@ pub struct SqliteStore {
     path: String,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    sources: Arc<KnownSources>,
 }
 
 /// Opens a connection. 16 KiB pages hold a stored row (answer with its trace, and the record)
@@ -50,7 +51,12 @@ impl SqliteStore {
             }
             tx.commit().map_err(err)?;
         }
-        Ok(SqliteStore { path: path.to_string(), writer: Arc::new(Mutex::new(c)), readers: Arc::new(Mutex::new(Vec::new())) })
+        Ok(SqliteStore {
+            path: path.to_string(),
+            writer: Arc::new(Mutex::new(c)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            sources: Arc::default(),
+        })
     }
 
     /// Runs a read on a pooled reader connection, on a blocking thread.
@@ -97,7 +103,8 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Evaluation> {
     })
 }
 
-fn write_batch(c: &mut Connection, batch: &[Submission]) -> Result<Vec<Written>, StoreError> {
+fn write_batch(c: &mut Connection, batch: &[Submission], known: &KnownSources) -> Result<Vec<Written>, StoreError> {
+    let unseen = known.unseen(batch);
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
     let mut out = Vec::with_capacity(batch.len());
     {
@@ -113,9 +120,10 @@ fn write_batch(c: &mut Connection, batch: &[Submission]) -> Result<Vec<Written>,
                 "INSERT INTO evaluations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ))
             .map_err(err)?;
-        for s in batch {
-            let (hash, id, version, text) = &*s.source;
+        for (hash, id, version, text) in &unseen {
             source.execute(params![hash, id, version, text, super::now_rfc3339()]).map_err(err)?;
+        }
+        for s in batch {
             if let Some((k, request_hash)) = &s.key {
                 let ids = serde_json::to_string(&s.evaluations.iter().map(|e| &e.id).collect::<Vec<_>>()).map_err(err)?;
                 if key.execute(params![k, request_hash, ids, super::now_rfc3339()]).map_err(err)? == 0 {
@@ -150,6 +158,7 @@ fn write_batch(c: &mut Connection, batch: &[Submission]) -> Result<Vec<Written>,
         }
     }
     tx.commit().map_err(err)?;
+    known.remember(unseen.iter().map(|s| &s.0));
     Ok(out)
 }
 
@@ -177,8 +186,8 @@ pub(super) fn where_clause(f: &Filter, after: Option<&str>, placeholder: impl Fn
 #[tonic::async_trait]
 impl Store for SqliteStore {
     async fn write(&self, batch: Vec<Submission>) -> Result<Vec<Written>, StoreError> {
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || write_batch(&mut lock(&writer), &batch)).await.map_err(err)?
+        let (writer, known) = (self.writer.clone(), self.sources.clone());
+        tokio::task::spawn_blocking(move || write_batch(&mut lock(&writer), &batch, &known)).await.map_err(err)?
     }
 
     async fn get(&self, id: &str) -> Result<Option<Evaluation>, StoreError> {
