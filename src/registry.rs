@@ -17,6 +17,16 @@ pub struct Loaded {
     pub rs: RuleSet,
     /// The file's path as given.
     pub file: String,
+    /// `(hash, id, version, source text)`, shared by every evaluation the store keeps under it.
+    pub identity: Arc<(String, String, String, String)>,
+}
+
+impl Loaded {
+    /// A loaded rule set from its file.
+    pub fn new(rs: RuleSet, file: String) -> Loaded {
+        let identity = Arc::new((rs.hash.clone(), rs.checked.id.clone(), rs.checked.version.clone(), rs.source.text.clone()));
+        Loaded { rs, file, identity }
+    }
 }
 
 /// Every served rule set, by id, each id's versions sorted by effective date.
@@ -91,7 +101,7 @@ impl Registry {
     pub fn from_rule_sets(sets: Vec<(String, RuleSet)>) -> Result<Registry, String> {
         let mut by_file = BTreeMap::new();
         for (file, rs) in sets {
-            by_file.insert(PathBuf::from(&file), Arc::new(Loaded { rs, file }));
+            by_file.insert(PathBuf::from(&file), Arc::new(Loaded::new(rs, file)));
         }
         let reg = Registry::index(by_file);
         match reg.conflicts().first() {
@@ -207,7 +217,7 @@ impl Registry {
                         rule_set: format!("{}@{}", rs.checked.id, rs.checked.version),
                         hash: rs.hash.clone(),
                     });
-                    files.insert(path.clone(), Arc::new(Loaded { rs, file: name }));
+                    files.insert(path.clone(), Arc::new(Loaded::new(rs, name)));
                     fresh.push(path.clone());
                 }
                 Err((source, diags)) => {

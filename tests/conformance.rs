@@ -45,8 +45,13 @@ fn differs(rs: &RuleSet, line: &Value) -> Option<String> {
         Ok(o) => o,
         Err(e) => return Some(format!("{subject}: error: {}", e.describe(rs))),
     };
+    // The store's canonical text is the canonical JSON, written without the tree.
+    let canonical = record::to_json(&rs.checked.schema, &record).to_string();
+    if record::to_json_text(&rs.checked.schema, &record) != canonical {
+        return Some(format!("{subject}: the canonical text differs from the canonical JSON"));
+    }
     // The fast decoder (used by replay) reads the same record, both as given and canonical.
-    for text in [rec.to_string(), record::to_json(&rs.checked.schema, &record).to_string()] {
+    for text in [rec.to_string(), canonical] {
         let Some(fast) = record::decode_fast(&rs.checked.schema, &text) else {
             return Some(format!("{subject}: the fast decoder refused {text}"));
         };

@@ -227,7 +227,7 @@ impl Outcome {
 
 /// Renders a `because` message with its placeholders' values (`?` where a value fails).
 pub fn render_message<'a>(ctx: &mut Ctx<'a>, msg: &'a Message, code: &'a MessageCode, stack: &Stack<'a>) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(msg.parts.iter().map(|p| if let MessagePart::Text(t) = p { t.len() } else { 8 }).sum());
     for (part, compiled) in msg.parts.iter().zip(&code.parts) {
         match (part, compiled) {
             (MessagePart::Text(t), _) => out.push_str(t),
@@ -277,10 +277,11 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
         level: 0,
         band: None,
         total: None,
-        criteria: Vec::new(),
+        criteria: Vec::with_capacity(c.criteria.len()),
         flags: Vec::new(),
         decided_by: Vec::new(),
-        trace: Vec::new(),
+        // Criteria, score, band, final and the next-level note, plus a few decisions.
+        trace: if trace == TraceLevel::None { Vec::new() } else { Vec::with_capacity(c.criteria.len() + 8) },
         quota: None,
     };
     let tracing = trace != TraceLevel::None;
@@ -552,17 +553,23 @@ fn next_level_note(ctx: &mut Ctx<'_>, out: &Outcome, total: Num, vetoed: bool) -
     }
     let next = out.level - 1;
     let mut reasons = Vec::new();
-    if let Some((b, gate)) = c.classify.bands.iter().zip(&rs.program.gates).find(|(b, _)| b.level == next) {
+    if let Some((i, (b, gate))) = c.classify.bands.iter().zip(&rs.program.gates).enumerate().find(|(_, (b, _))| b.level == next) {
         if let Some((_, th)) = b.threshold
             && !threshold_met(b.threshold, total)
             && let Ok(short) = th.sub(total)
         {
             reasons.push(format!("{short} points short of {}", rs.level_id(next)));
         }
+        // A gate that already failed on the way down left its message in the trace.
+        let failed = out.trace.iter().find(|s| s.kind == StepKind::Gate && s.source == rs.bases.band + i).and_then(|s| s.message.clone());
         if let (Some((_, msg, _)), Some(gate)) = (&b.gate, gate) {
             let root = Stack::root(ctx.root);
-            if matches!(gate.when.truth(ctx, &root), Ok(false)) {
-                let m = render_message(ctx, msg, &gate.because, &root);
+            let m = match failed {
+                Some(m) => Some(m),
+                None if matches!(gate.when.truth(ctx, &root), Ok(false)) => Some(render_message(ctx, msg, &gate.because, &root)),
+                None => None,
+            };
+            if let Some(m) = m {
                 reasons.push(if m.is_empty() {
                     format!("the condition for {} does not hold", rs.level_id(next))
                 } else {

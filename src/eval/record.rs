@@ -287,6 +287,62 @@ fn record_json(schema: &Schema, rt: RecordTypeId, record: &Record) -> Json {
     Json::Object(map)
 }
 
+/// [`to_json`] as text, written straight out without building the JSON tree (the store keeps
+/// one canonical record per evaluation); byte for byte the same as `to_json(..).to_string()`.
+pub fn to_json_text(schema: &Schema, record: &Record) -> String {
+    serde_json::to_string(&RecordJson { schema, rt: 0, record }).unwrap_or_else(|_| to_json(schema, record).to_string())
+}
+
+/// A record that serialises as its canonical JSON object.
+struct RecordJson<'r> {
+    schema: &'r Schema,
+    rt: RecordTypeId,
+    record: &'r Record,
+}
+
+impl serde::Serialize for RecordJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct Items<'r>(&'r Schema, RecordTypeId, &'r [Record]);
+        impl serde::Serialize for Items<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.2.len()))?;
+                for record in self.2 {
+                    seq.serialize_element(&RecordJson { schema: self.0, rt: self.1, record })?;
+                }
+                seq.end()
+            }
+        }
+        let schema = self.schema;
+        let fields = schema.records.get(self.rt).map(|r| r.fields.as_slice()).unwrap_or(&[]);
+        let mut map = s.serialize_map(None)?;
+        for (f, v) in fields.iter().zip(&self.record.slots) {
+            let key = f.name.as_str();
+            match v {
+                Value::Absent => {}
+                Value::Bool(b) => map.serialize_entry(key, b)?,
+                Value::Num(n) => match (&f.ty, n.to_i64()) {
+                    (FieldType::Integer(_), Some(i)) => map.serialize_entry(key, &i)?,
+                    _ => map.serialize_entry(key, &n.to_decimal_string().unwrap_or_else(|| n.to_string()))?,
+                },
+                Value::Text(t) => map.serialize_entry(key, &**t)?,
+                Value::Date(d) => map.serialize_entry(key, &date::format_date(*d))?,
+                Value::Enum(t, e) => map.serialize_entry(key, enum_name(schema, *t, *e))?,
+                Value::Level(l) => map.serialize_entry(key, schema.levels.get(*l as usize).map_or("", String::as_str))?,
+                Value::List(items) => match f.ty {
+                    FieldType::List(irt) => map.serialize_entry(key, &Items(schema, irt, items))?,
+                    _ => map.serialize_entry(key, &[(); 0])?,
+                },
+                Value::Record(r) => match f.ty {
+                    FieldType::Record(irt) => map.serialize_entry(key, &RecordJson { schema, rt: irt, record: r })?,
+                    _ => map.serialize_entry(key, &())?,
+                },
+            }
+        }
+        map.end()
+    }
+}
+
 /// The declared name of an enum value.
 pub fn enum_name(schema: &Schema, t: u16, e: u16) -> &str {
     schema.enums.get(t as usize).and_then(|en| en.values.get(e as usize)).map_or("", String::as_str)

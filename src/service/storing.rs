@@ -64,7 +64,7 @@ pub fn evaluation(
         agency: agency.unwrap_or_default(),
         period,
         period_end,
-        record: record::to_json(&c.schema, rec).to_string(),
+        record: record::to_json_text(&c.schema, rec),
         ruleset_id: c.id.clone(),
         ruleset_version: c.version.clone(),
         ruleset_hash: rs.hash.clone(),
@@ -81,7 +81,7 @@ pub fn evaluation(
 
 /// The stored rule source of a loaded rule set.
 pub fn source_of(l: &Loaded) -> Arc<(String, String, String, String)> {
-    Arc::new((l.rs.hash.clone(), l.rs.checked.id.clone(), l.rs.checked.version.clone(), l.rs.source.text.clone()))
+    l.identity.clone()
 }
 
 fn unavailable(e: store::StoreError) -> Status {

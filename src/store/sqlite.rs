@@ -4,7 +4,9 @@
 
 use super::{COLUMNS, Evaluation, Filter, KnownSources, MIGRATIONS, Store, StoreError, Submission, Written};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
@@ -16,11 +18,41 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     sources: Arc<KnownSources>,
+    /// Tells the checkpointer thread to stop.
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How often the checkpointer copies committed WAL pages into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Copies the WAL into the database from a connection and thread of its own, so the writer
+/// never stalls on a checkpoint inside a commit. Passive checkpoints wait for nobody; the
+/// writer's own automatic checkpoint stays as a backstop should this thread fall behind.
+fn start_checkpointer(path: &str, stop: Arc<AtomicBool>) -> Result<(), StoreError> {
+    let c = connect(path)?;
+    std::thread::Builder::new()
+        .name("merit-sqlite-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed; the writer's own checkpoints take over");
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| StoreError(format!("cannot start the checkpoint thread: {e}")))
 }
 
 /// Opens a connection. 16 KiB pages hold a stored row (answer with its trace, and the record)
-/// without overflow pages; a larger WAL between checkpoints (4000 pages) keeps checkpoints from
-/// stalling the writer as often, at the price of rarer, longer ones.
+/// without overflow pages. The writer leaves checkpoints to its own thread (see
+/// [`start_checkpointer`]); its automatic checkpoint is only a backstop.
 fn connect(path: &str) -> Result<Connection, StoreError> {
     let c = Connection::open(path).map_err(|e| StoreError(format!("cannot open {path}: {e}")))?;
     c.execute_batch("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 4000; PRAGMA cache_size = -65536;")
@@ -51,11 +83,15 @@ impl SqliteStore {
             }
             tx.commit().map_err(err)?;
         }
+        c.execute_batch("PRAGMA wal_autocheckpoint = 40000").map_err(err)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        start_checkpointer(path, stop.clone())?;
         Ok(SqliteStore {
             path: path.to_string(),
             writer: Arc::new(Mutex::new(c)),
             readers: Arc::new(Mutex::new(Vec::new())),
             sources: Arc::default(),
+            stop,
         })
     }
 
