@@ -136,3 +136,23 @@ fn a_missing_file_exits_5() {
     let out = merit(&["classify", "--rules", "rules/none.merit", "examples/staff_2025.json"], None);
     assert_eq!(out.status.code(), Some(5));
 }
+
+#[test]
+fn bench_drives_a_real_server_and_counts_answers_and_errors() {
+    // One second per phase against the in-process server: every phase answers, none fails.
+    let out = merit(&["bench", "--duration-secs", "1", "--concurrency", "4", "--connections", "1", "--stored"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    for phase in ["health check", "Classify, summary trace", "Classify, full trace", "Classify, stored (summary)"] {
+        let line = report.lines().find(|l| l.starts_with(phase)).unwrap_or_else(|| panic!("no {phase} line in {report}"));
+        assert!(line.ends_with(", 0 errors)"), "{line}");
+        assert!(!line.contains("(0 ok"), "{line}");
+    }
+    // A rule set the server does not have: every Classify is an error, and the count says so.
+    let out = merit(
+        &["bench", "--duration-secs", "1", "--concurrency", "2", "--connections", "1", "--only", "summary", "--ruleset", "nope"],
+        None,
+    );
+    let report = text(&out.stdout);
+    assert!(report.contains("(0 ok,") && !report.contains(" 0 errors)"), "{report}");
+}
