@@ -357,6 +357,7 @@ async fn shutdown_drains_a_batch_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beyond_the_concurrency_limit_requests_are_refused_not_queued() {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     let server = spawn(RuleSource::Memory(vec![("tiny.merit".into(), TINY.into())]), |c| {
         c.max_concurrent_requests = 1;
         c.max_message_bytes = 64 * 1024 * 1024;
@@ -387,9 +388,11 @@ async fn beyond_the_concurrency_limit_requests_are_refused_not_queued() {
             }
         }
     });
+    let mut health = HealthClient::new(ch.clone());
     let mut fast = ClassificationServiceClient::new(ch);
     let record = serde_json::json!({"subject_id": "F", "period": "2025", "p": "1"});
-    // Keep asking while the cohort runs; stop once it is done.
+    // Keep asking while the cohort runs; stop once it is done. Health checks take no slot: a
+    // probe must answer while the service is saturated.
     let mut refused = 0u32;
     while !cohort.is_finished() {
         match fast.classify(request("tiny", &record, pb::TraceDetail::None)).await {
@@ -397,10 +400,14 @@ async fn beyond_the_concurrency_limit_requests_are_refused_not_queued() {
             Err(s) => panic!("only RESOURCE_EXHAUSTED is expected: {s:?}"),
             Ok(_) => {}
         }
+        let probe = health.check(HealthCheckRequest { service: String::new() }).await.expect("health answers under load");
+        assert_eq!(probe.into_inner().status, ServingStatus::Serving as i32);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let (answers, cohort_refused) = cohort.await.expect("task");
     assert_eq!(answers, 1000, "the cohort completes");
     assert!(refused + cohort_refused > 0, "a request beyond the limit is answered RESOURCE_EXHAUSTED, not queued");
+    let metrics = server.state.metrics.render();
+    assert!(metrics.contains(&format!("merit_requests_shed_total {}", refused + cohort_refused)), "{metrics}");
     server.shutdown().await.expect("stops");
 }

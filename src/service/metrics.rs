@@ -26,6 +26,7 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     outcomes: Mutex<BTreeMap<(String, String), u64>>,
     reloads_ok: AtomicU64,
+    shed: AtomicU64,
     reloads_failed: AtomicU64,
     rule_sets: Mutex<Vec<(String, String, String)>>,
 }
@@ -55,6 +56,11 @@ impl Metrics {
     /// Counts an outcome of a rule set.
     pub fn outcome(&self, ruleset: &str, outcome: &str) {
         *lock(&self.outcomes).entry((ruleset.to_string(), outcome.to_string())).or_default() += 1;
+    }
+
+    /// Counts a request refused by the concurrency limit.
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a reload.
@@ -87,6 +93,8 @@ impl Metrics {
         for ((r, o), n) in lock(&self.outcomes).iter() {
             let _ = writeln!(out, "merit_outcomes_total{{ruleset=\"{}\",outcome=\"{}\"}} {n}", escape(r), escape(o));
         }
+        out.push_str("# HELP merit_requests_shed_total Requests refused RESOURCE_EXHAUSTED by the concurrency limit.\n# TYPE merit_requests_shed_total counter\n");
+        let _ = writeln!(out, "merit_requests_shed_total {}", self.shed.load(Ordering::Relaxed));
         out.push_str("# HELP merit_reloads_total Rule reloads by result.\n# TYPE merit_reloads_total counter\n");
         let _ = writeln!(out, "merit_reloads_total{{result=\"ok\"}} {}", self.reloads_ok.load(Ordering::Relaxed));
         let _ = writeln!(out, "merit_reloads_total{{result=\"failed\"}} {}", self.reloads_failed.load(Ordering::Relaxed));

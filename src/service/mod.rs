@@ -6,6 +6,7 @@ pub mod convert;
 pub mod metrics;
 mod replay;
 mod rpc;
+mod shed;
 pub mod status;
 pub mod storing;
 
@@ -294,6 +295,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
     });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let limit = config.max_concurrent_requests.max(1);
+    let metrics = state.metrics.clone();
     let timeout = config.request_timeout;
     let task = tokio::spawn(async move {
         let reporter = health_reporter.clone();
@@ -306,10 +308,9 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
             reporter.set_not_serving::<EvaluationServiceServer<rpc::Evaluations>>().await;
             reporter.set_not_serving::<ReplayServiceServer<replay::Replays>>().await;
         };
-        let layer = tower::ServiceBuilder::new().load_shed().layer(tower::limit::GlobalConcurrencyLimitLayer::new(limit)).into_inner();
         let server = tonic::transport::Server::builder()
             .timeout(timeout)
-            .layer(layer)
+            .layer(shed::ShedLayer::new(limit, metrics))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
