@@ -49,7 +49,9 @@ async fn main() {
         .replace("completed when total >= 50", "completed when total >= 85");
     let cand = compile("candidate.merit", &candidate).expect("candidate compiles").0;
     let started = Instant::now();
-    let s = replay(store.as_ref(), &Candidate::Rules(Arc::new(cand)), &Filter::default(), |_| {}).await.expect("replays");
+    let s = replay(store.as_ref(), &Candidate::Rules(Arc::new(cand)), &Filter::default(), |_| std::ops::ControlFlow::Continue(()))
+        .await
+        .expect("replays");
     let secs = started.elapsed().as_secs_f64();
     println!(
         "replayed {} evaluations in {secs:.1} s ({:.0}/s): {} changed, {} not evaluable",

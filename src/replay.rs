@@ -11,6 +11,7 @@ use crate::eval::{self, EvalError, Outcome, TraceLevel};
 use crate::store::{Evaluation, Filter, Store, StoreError};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// What to replay under.
@@ -162,7 +163,7 @@ fn exemption_of(e: &Evaluation) -> Exemption {
     }
 }
 
-struct Run<'a, F: FnMut(Event)> {
+struct Run<'a, F: FnMut(Event) -> ControlFlow<()>> {
     store: &'a dyn Store,
     filter: &'a Filter,
     candidate: &'a Candidate,
@@ -170,9 +171,17 @@ struct Run<'a, F: FnMut(Event)> {
     summary: Summary,
     compiled: HashMap<String, Arc<RuleSet>>,
     done: u64,
+    /// The receiver of events asked to stop.
+    stopped: bool,
 }
 
-impl<F: FnMut(Event)> Run<'_, F> {
+impl<F: FnMut(Event) -> ControlFlow<()>> Run<'_, F> {
+    fn emit(&mut self, e: Event) {
+        if (self.on)(e).is_break() {
+            self.stopped = true;
+        }
+    }
+
     async fn rules_for(&mut self, e: &Evaluation) -> Result<Arc<RuleSet>, String> {
         match self.candidate {
             Candidate::Rules(rs) => Ok(rs.clone()),
@@ -201,7 +210,7 @@ impl<F: FnMut(Event)> Run<'_, F> {
         if self.candidate_is_verify() {
             self.summary.mismatches += 1;
         }
-        (self.on)(Event::NotEvaluable(NotEvaluable { evaluation_id: e.id.clone(), subject: e.subject.clone(), reason }));
+        self.emit(Event::NotEvaluable(NotEvaluable { evaluation_id: e.id.clone(), subject: e.subject.clone(), reason }));
     }
 
     fn candidate_is_verify(&self) -> bool {
@@ -238,7 +247,7 @@ impl<F: FnMut(Event)> Run<'_, F> {
                 })
                 .chain(new_c.iter().filter(|(k, _)| !old.criteria.contains_key(*k)).map(|(k, v)| (k.clone(), String::new(), v.clone())))
                 .collect();
-            (self.on)(Event::Change(Box::new(Change {
+            self.emit(Event::Change(Box::new(Change {
                 evaluation_id: e.id.clone(),
                 subject: e.subject.clone(),
                 old_outcome: e.outcome.clone(),
@@ -258,7 +267,7 @@ impl<F: FnMut(Event)> Run<'_, F> {
     fn tick(&mut self) {
         self.done += 1;
         if self.done.is_multiple_of(1000) {
-            (self.on)(Event::Progress(self.done));
+            self.emit(Event::Progress(self.done));
         }
     }
 
@@ -385,9 +394,16 @@ fn old_answer_demoted(e: &Evaluation) -> bool {
 }
 
 /// Replays the filtered evaluations; `on` receives changes, records not evaluable and
-/// progress as they happen; the summary comes back at the end.
-pub async fn replay(store: &dyn Store, candidate: &Candidate, filter: &Filter, on: impl FnMut(Event)) -> Result<Summary, StoreError> {
-    let mut run = Run { store, filter, candidate, on, summary: Summary::default(), compiled: HashMap::new(), done: 0 };
+/// progress as they happen; the summary comes back at the end. When `on` answers
+/// [`ControlFlow::Break`] (its reader went away), the replay stops at the end of the page or
+/// cohort at hand and returns the summary so far.
+pub async fn replay(
+    store: &dyn Store,
+    candidate: &Candidate,
+    filter: &Filter,
+    on: impl FnMut(Event) -> ControlFlow<()>,
+) -> Result<Summary, StoreError> {
+    let mut run = Run { store, filter, candidate, on, summary: Summary::default(), compiled: HashMap::new(), done: 0, stopped: false };
     if let Candidate::Rules(rs) = candidate {
         run.summary.candidate = Some((rs.checked.id.clone(), rs.checked.version.clone(), rs.hash.clone()));
     }
@@ -402,14 +418,20 @@ pub async fn replay(store: &dyn Store, candidate: &Candidate, filter: &Filter, o
         let alone: Vec<&Evaluation> = page.iter().filter(|e| e.cohort_id.is_none()).collect();
         let (next, ()) = tokio::join!(next, run.alone_batch(&alone));
         for e in &page {
+            if run.stopped {
+                return Ok(run.summary);
+            }
             if let Some(c) = &e.cohort_id
                 && seen_cohorts.insert(c.clone())
             {
                 run.whole_cohort(c).await?;
             }
         }
+        if run.stopped {
+            return Ok(run.summary);
+        }
         page = next?;
     }
-    (run.on)(Event::Progress(run.done));
+    run.emit(Event::Progress(run.done));
     Ok(run.summary)
 }

@@ -17,6 +17,7 @@ use merit::service::pb::replay_service_client::ReplayServiceClient;
 use merit::service::{self, Config, RuleSource, Running, convert, pb};
 use merit::store::{self, Filter};
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tonic::Code;
@@ -265,6 +266,7 @@ async fn replay_agrees_with_an_independent_recomputation_and_verify_reproduces_e
             {
                 got.insert(c.subject.clone(), c.new_outcome.clone());
             }
+            ControlFlow::Continue(())
         })
         .await
         .expect("replays");
@@ -277,11 +279,24 @@ async fn replay_agrees_with_an_independent_recomputation_and_verify_reproduces_e
 
         // Filtering to one cohort member still replays the whole cohort, and reports one.
         let only = Filter { subject: Some("C1".into()), ..Filter::default() };
-        let one = replay(store.as_ref(), &candidate, &only, |_| {}).await.unwrap();
+        let one = replay(store.as_ref(), &candidate, &only, |_| ControlFlow::Continue(())).await.unwrap();
         assert_eq!((one.evaluations, one.evaluated), (1, 1), "{name}");
         assert_eq!(one.cohorts[0].members, 7);
 
-        let verified = replay(store.as_ref(), &Candidate::Verify, &Filter::default(), |_| {}).await.unwrap();
+        // A reader that stops at the first change ends the replay early: the rest of the page is
+        // still compared, but no cohort after it is replayed and no last progress is sent.
+        let mut seen = Vec::new();
+        let cut = replay(store.as_ref(), &candidate, &Filter::default(), |e| {
+            let stop = matches!(e, Event::Change(_));
+            seen.push(e);
+            if stop { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        })
+        .await
+        .unwrap();
+        assert!(cut.evaluated < 12 && cut.cohorts.is_empty(), "{name}: stopped early ({} evaluated)", cut.evaluated);
+        assert!(!matches!(seen.last(), Some(Event::Progress(_))), "{name}: no progress after the stop");
+
+        let verified = replay(store.as_ref(), &Candidate::Verify, &Filter::default(), |_| ControlFlow::Continue(())).await.unwrap();
         assert_eq!(
             (verified.evaluated, verified.mismatches, verified.changed),
             (12, 0, 0),
@@ -320,6 +335,7 @@ async fn verify_reports_a_tampered_evaluation_and_replay_names_records_the_candi
         if let Event::Change(c) = e {
             mismatched.push(c.evaluation_id.clone());
         }
+        ControlFlow::Continue(())
     })
     .await
     .unwrap();
@@ -334,6 +350,7 @@ async fn verify_reports_a_tampered_evaluation_and_replay_names_records_the_candi
         if let Event::NotEvaluable(n) = e {
             reasons.push(n.reason);
         }
+        ControlFlow::Continue(())
     })
     .await
     .unwrap();

@@ -189,7 +189,8 @@ pub fn replay(args: &ReplayArgs) -> Exit {
         if args.csv {
             outln!("evaluation_id,subject,old_outcome,new_outcome,old_total,new_total,rules_added,rules_removed,cohort_id,reason");
         }
-        let result = replay::replay(store.as_ref(), &cand, &filter, |e| match e {
+        let result = replay::replay(store.as_ref(), &cand, &filter, |e| {
+            match e {
             Event::Progress(n) => {
                 if let Some(b) = &bar {
                     b.set_position(n);
@@ -226,6 +227,8 @@ pub fn replay(args: &ReplayArgs) -> Exit {
                 }
                 not_evaluable.push(n);
             }
+            }
+            std::ops::ControlFlow::Continue(())
         })
         .await;
         if let Some(b) = &bar {

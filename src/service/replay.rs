@@ -3,8 +3,10 @@
 
 use super::{State, pb, rpc};
 use crate::replay::{self, Candidate, Event};
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -16,6 +18,25 @@ pub struct Replays {
 impl Replays {
     pub(super) fn new(state: State) -> Replays {
         Replays { state }
+    }
+}
+
+/// Answers queued for a slow reader before the replay waits for it.
+const REPLAY_BUFFER: usize = 1024;
+
+/// Queues an answer, waiting while the reader is behind; `Break` once the reader went away (the
+/// client cancelled or disconnected), so the replay stops instead of running on for nobody.
+/// Runs on the replay's own blocking thread, which may wait.
+fn send_waiting(tx: &mpsc::Sender<Result<pb::ReplayResponse, Status>>, mut m: Result<pb::ReplayResponse, Status>) -> ControlFlow<()> {
+    loop {
+        match tx.try_send(m) {
+            Ok(()) => return ControlFlow::Continue(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return ControlFlow::Break(()),
+            Err(mpsc::error::TrySendError::Full(back)) => {
+                m = back;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
     }
 }
 
@@ -112,7 +133,7 @@ impl pb::replay_service_server::ReplayService for Replays {
             }
         };
         let filter = rpc::filter_of(req.filter.as_ref())?;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<pb::ReplayResponse, Status>>();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::ReplayResponse, Status>>(REPLAY_BUFFER);
         // Replay evaluates pages on threads of its own: it runs on a blocking thread, never on
         // an async worker that other requests need.
         let handle = tokio::runtime::Handle::current();
@@ -120,18 +141,45 @@ impl pb::replay_service_server::ReplayService for Replays {
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let sender = tx.clone();
-            let result = handle.block_on(replay::replay(batcher.store.as_ref(), &candidate, &filter, move |e| {
-                if let Some(m) = event(e) {
-                    let _ = sender.send(Ok(m));
-                }
+            let result = handle.block_on(replay::replay(batcher.store.as_ref(), &candidate, &filter, move |e| match event(e) {
+                Some(m) => send_waiting(&sender, Ok(m)),
+                None if sender.is_closed() => ControlFlow::Break(()),
+                None => ControlFlow::Continue(()),
             }));
             let last = match result {
                 Ok(s) => Ok(pb::ReplayResponse { event: Some(pb::replay_response::Event::Summary(summary(&s))) }),
                 Err(e) => Err(Status::unavailable(e.to_string())),
             };
-            metrics.observe("Replay", last.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok), started.elapsed());
-            let _ = tx.send(last);
+            let code = if tx.is_closed() { tonic::Code::Cancelled } else { last.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok) };
+            metrics.observe("Replay", code, started.elapsed());
+            let _ = send_waiting(&tx, last);
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer() -> Result<pb::ReplayResponse, Status> {
+        Ok(pb::ReplayResponse { event: None })
+    }
+
+    #[test]
+    fn a_slow_reader_is_waited_for_and_a_gone_one_stops_the_replay() {
+        let (tx, mut rx) = mpsc::channel(1);
+        assert_eq!(send_waiting(&tx, answer()), ControlFlow::Continue(()));
+        // The buffer is full: the sender waits until the reader takes the first answer.
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let first = rx.blocking_recv();
+            let second = rx.blocking_recv();
+            (first.is_some(), second.is_some())
+        });
+        assert_eq!(send_waiting(&tx, answer()), ControlFlow::Continue(()));
+        assert_eq!(reader.join().expect("reader"), (true, true));
+        // The reader is gone (its receiver dropped with the thread).
+        assert_eq!(send_waiting(&tx, answer()), ControlFlow::Break(()));
     }
 }
