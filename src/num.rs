@@ -279,7 +279,8 @@ impl Num {
                 }
             }
         };
-        n.zip(d).and_then(|(n, d)| from_parts(negative, n, d)).ok_or(TooManyDigits)
+        // In lowest terms: sums of decimals then share small denominators and stay on the fast path.
+        n.zip(d).and_then(|(n, d)| from_parts(negative, n, d)).map(Num::reduced).ok_or(TooManyDigits)
     }
 
     /// `self + other`.

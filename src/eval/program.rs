@@ -411,7 +411,7 @@ impl Lower<'_> {
         ValArg::Lit(match c {
             Const::Absent => V::Absent,
             Const::Bool(b) => V::Bool(*b),
-            Const::Num(n) => V::Num(*n),
+            Const::Num(n) => V::Num(n.reduced()),
             Const::Text(t) => {
                 self.texts.push(t.clone());
                 return ValArg::Text(self.texts.len() - 1);
@@ -495,7 +495,7 @@ impl Lower<'_> {
 
     fn num(&mut self, ex: &Ex) -> NumArg {
         match ex {
-            Ex::Const(Const::Num(n)) => NumArg::Lit(*n),
+            Ex::Const(Const::Num(n)) => NumArg::Lit(n.reduced()),
             Ex::Field { frame, slot } => NumArg::Field(*frame, *slot),
             Ex::Let(id) => NumArg::Let(*id),
             Ex::ItemLet { frame, id } => NumArg::Item(*frame, *id),
