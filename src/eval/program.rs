@@ -136,6 +136,7 @@ pub struct Code(CodeKind);
 
 enum CodeKind {
     Bool(BoolArg),
+    Num(NumArg),
     Val(ValArg),
 }
 
@@ -144,6 +145,7 @@ impl Code {
     pub fn eval<'a>(&self, ctx: &mut Ctx<'a>, st: &Stack<'a>) -> R<V<'a>> {
         match &self.0 {
             CodeKind::Bool(b) => b.get(ctx, st).map(V::Bool),
+            CodeKind::Num(n) => n.get(ctx, st).map(V::Num),
             CodeKind::Val(v) => v.get(ctx, st),
         }
     }
@@ -152,6 +154,7 @@ impl Code {
     pub fn truth<'a>(&self, ctx: &mut Ctx<'a>, st: &Stack<'a>) -> R<bool> {
         match &self.0 {
             CodeKind::Bool(b) => b.get(ctx, st),
+            CodeKind::Num(n) => n.get(ctx, st).and(Err(ErrorKind::Type)),
             CodeKind::Val(v) => as_bool(v.get(ctx, st)?),
         }
     }
@@ -383,7 +386,12 @@ impl Lower<'_> {
     }
 
     fn code(&mut self, ex: &Ex) -> Code {
-        if self.ty(ex) == Some(Ty::Bool) { Code(CodeKind::Bool(self.boolean(ex))) } else { Code(CodeKind::Val(self.val(ex))) }
+        match self.ty(ex) {
+            Some(Ty::Bool) => Code(CodeKind::Bool(self.boolean(ex))),
+            // `avg` and `??` may give an absent number: those stay values.
+            Some(Ty::Num) if !may_be_absent(ex) => Code(CodeKind::Num(self.num(ex))),
+            _ => Code(CodeKind::Val(self.val(ex))),
+        }
     }
 
     fn condition(&mut self, ex: &Ex) -> Code {
@@ -845,6 +853,19 @@ impl Lower<'_> {
                 None => val_fn(|_, _| Err(ErrorKind::Internal)),
             },
         }
+    }
+}
+
+/// Whether a numeric expression can yield an absent value rather than fail (so it must be
+/// lowered as a value, not as a number).
+fn may_be_absent(ex: &Ex) -> bool {
+    match ex {
+        Ex::Const(Const::Absent) | Ex::Agg { kind: AggKind::Avg | AggKind::Min | AggKind::Max, .. } => true,
+        Ex::Bin(Op::Coalesce, _, b) => may_be_absent(b),
+        Ex::If(_, a, b) => may_be_absent(a) || may_be_absent(b),
+        Ex::Match(_, arms, fallback) => arms.iter().any(|(_, e)| may_be_absent(e)) || fallback.as_deref().is_some_and(may_be_absent),
+        Ex::Field { .. } | Ex::SubField(..) | Ex::Let(_) | Ex::ItemLet { .. } | Ex::Call(..) => true,
+        _ => false,
     }
 }
 
