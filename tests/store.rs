@@ -434,3 +434,46 @@ async fn every_acknowledged_evaluation_survives_kill_9() {
         println!("{name}: {} acknowledged evaluations all present after kill -9", acked.len());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_batch_answers_in_order_and_keeps_every_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, url) in backends(&dir).await {
+        let server = spawn(&url).await;
+        let ch = channel(server.addr).await;
+        let mut client = ClassificationServiceClient::new(ch.clone());
+        // 600 records (more than are classified at once), one of them invalid, and one key used
+        // twice for the same record: the second use gives the first's answer.
+        let mut records: Vec<pb::BatchRecord> = (0..600)
+            .map(|i| pb::BatchRecord {
+                record: Some(convert::json_record(&staff(&format!("B{i}"), if i % 2 == 0 { "27" } else { "15" }, "63", "2025"))),
+                idempotency_key: String::new(),
+            })
+            .collect();
+        records[7].record = Some(convert::json_record(&staff("bad", "31", "63", "2025")));
+        records[10].idempotency_key = format!("{name}-twice");
+        records[11] = pb::BatchRecord { record: records[10].record.clone(), idempotency_key: format!("{name}-twice") };
+        let req = pb::ClassifyBatchRequest {
+            ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }),
+            records,
+            options: Some(pb::ClassifyOptions { trace: pb::TraceDetail::None as i32, store: true }),
+        };
+        let mut stream = client.classify_batch(req).await.unwrap().into_inner();
+        let mut got = Vec::new();
+        while let Some(m) = stream.message().await.unwrap() {
+            got.push(m);
+        }
+        assert_eq!(got.iter().map(|m| m.index).collect::<Vec<_>>(), (0..600).collect::<Vec<u32>>(), "{name}: in order");
+        for (i, m) in got.iter().enumerate() {
+            let ok = matches!(m.result, Some(pb::classify_batch_response::Result::Classification(_)));
+            assert_eq!(ok, i != 7, "{name}: record {i}");
+            assert_eq!(m.evaluation_id.is_empty(), i == 7, "{name}: record {i}");
+        }
+        assert_eq!(got[10].evaluation_id, got[11].evaluation_id, "{name}: one key, one evaluation");
+        let store = store::open(&url).await.unwrap();
+        let listed = store.list(&Filter::default(), None, 10_000, true).await.unwrap();
+        let batch: Vec<_> = listed.iter().filter(|e| e.subject.starts_with('B')).collect();
+        assert_eq!(batch.len(), 598, "{name}: every valid record once (the twice-keyed one once)");
+        server.shutdown().await.unwrap();
+    }
+}

@@ -8,6 +8,7 @@ use crate::eval::record::{self, Record};
 use crate::eval::{self, TraceLevel};
 use crate::registry::{Loaded, Registry};
 use serde_json::Value as Json;
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,6 +69,25 @@ fn deadline<T>(req: &Request<T>) -> Option<Instant> {
         _ => return None,
     };
     Instant::now().checked_add(d)
+}
+
+/// Records of a stored `ClassifyBatch` being classified and committed at once.
+const STORED_BATCH_IN_FLIGHT: usize = 256;
+
+/// One record's place in a batch and its answer (or why it has none).
+type BatchAnswer = (u32, Result<(pb::Classification, String), Status>);
+
+/// Sends one batch answer; `Err` once the client went away.
+async fn send_answer(
+    tx: &tokio::sync::mpsc::Sender<Result<pb::ClassifyBatchResponse, Status>>,
+    answer: Result<BatchAnswer, tokio::task::JoinError>,
+) -> Result<(), ()> {
+    let (index, result, evaluation_id) = match answer {
+        Ok((index, Ok((c, id)))) => (index, pb::classify_batch_response::Result::Classification(c), id),
+        Ok((index, Err(s))) => (index, pb::classify_batch_response::Result::Error(record_error(&s)), String::new()),
+        Err(e) => return tx.send(Err(Status::internal(format!("a batch task failed: {e}")))).await.map_err(|_| ()),
+    };
+    tx.send(Ok(pb::ClassifyBatchResponse { index, result: Some(result), evaluation_id })).await.map_err(|_| ())
 }
 
 /// `Classify`, `ClassifyBatch`, `ClassifyCohort`.
@@ -182,24 +202,57 @@ impl pb::classification_service_server::ClassificationService for Classifier {
         tokio::spawn(async move {
             // One snapshot for the whole batch: a reload never splits it between versions.
             let reg = one.state.registry.load_full();
+            let store = req.options.as_ref().is_some_and(|o| o.store);
+            let ruleset = Arc::new(req.ruleset);
+            let options = Arc::new(req.options);
+            let one = Arc::new(one);
+            // Records to be stored are classified a few hundred at a time, so their commits share
+            // group commits instead of waiting for one another; answers still go out in order.
+            let mut in_flight: VecDeque<tokio::task::JoinHandle<BatchAnswer>> = VecDeque::new();
             for (i, r) in req.records.into_iter().enumerate() {
                 if until.is_some_and(|d| Instant::now() >= d) {
+                    for pending in in_flight.drain(..) {
+                        if send_answer(&tx, pending.await).await.is_err() {
+                            return;
+                        }
+                    }
                     let _ = tx.send(Err(Status::deadline_exceeded(format!("deadline exceeded after {i} records")))).await;
                     break;
                 }
                 let index = u32::try_from(i).unwrap_or(u32::MAX);
-                let answer = one
-                    .classify_one(&reg, req.ruleset.as_ref(), &r.record.unwrap_or_default(), req.options.as_ref(), &r.idempotency_key)
-                    .await;
-                let (result, evaluation_id) = match answer {
-                    Ok((c, id)) => (pb::classify_batch_response::Result::Classification(c), id),
-                    Err(s) => (pb::classify_batch_response::Result::Error(record_error(&s)), String::new()),
+                let (one, reg, ruleset, options) = (one.clone(), reg.clone(), ruleset.clone(), options.clone());
+                let work = async move {
+                    let answer = one
+                        .classify_one(
+                            &reg,
+                            ruleset.as_ref().as_ref(),
+                            &r.record.unwrap_or_default(),
+                            options.as_ref().as_ref(),
+                            &r.idempotency_key,
+                        )
+                        .await;
+                    (index, answer)
                 };
-                if tx.send(Ok(pb::ClassifyBatchResponse { index, result: Some(result), evaluation_id })).await.is_err() {
-                    break; // the client went away
+                if !store {
+                    if send_answer(&tx, Ok(work.await)).await.is_err() {
+                        break; // the client went away
+                    }
+                    if i % 64 == 63 {
+                        tokio::task::yield_now().await;
+                    }
+                    continue;
                 }
-                if i % 64 == 63 {
-                    tokio::task::yield_now().await;
+                in_flight.push_back(tokio::spawn(work));
+                if in_flight.len() >= STORED_BATCH_IN_FLIGHT
+                    && let Some(front) = in_flight.pop_front()
+                    && send_answer(&tx, front.await).await.is_err()
+                {
+                    break;
+                }
+            }
+            while let Some(front) = in_flight.pop_front() {
+                if send_answer(&tx, front.await).await.is_err() {
+                    break;
                 }
             }
             one.state.metrics.observe("ClassifyBatch", tonic::Code::Ok, started.elapsed());
