@@ -235,7 +235,7 @@ pub fn render_message<'a>(ctx: &mut Ctx<'a>, msg: &'a Message, code: &'a Message
                 // A placeholder that fails shows `?` and must not be blamed for a later error.
                 let saved = ctx.failed_in_snapshot();
                 match e.eval(ctx, stack) {
-                    Ok(v) => out.push_str(&show_value(ctx.rs, v)),
+                    Ok(v) => push_value(&mut out, ctx.rs, v),
                     Err(_) => out.push('?'),
                 }
                 ctx.restore_failed_in(saved);
@@ -248,16 +248,28 @@ pub fn render_message<'a>(ctx: &mut Ctx<'a>, msg: &'a Message, code: &'a Message
 
 /// A value as text for messages and the trace.
 pub fn show_value(rs: &RuleSet, v: V<'_>) -> String {
+    let mut out = String::new();
+    push_value(&mut out, rs, v);
+    out
+}
+
+/// Appends a value's text (see [`show_value`]) without a string of its own.
+fn push_value(out: &mut String, rs: &RuleSet, v: V<'_>) {
+    use std::fmt::Write as _;
     match v {
-        V::Absent => "(absent)".to_string(),
-        V::Bool(b) => if b { "true" } else { "false" }.to_string(),
-        V::Num(n) => n.to_string(),
-        V::Text(t) => t.to_string(),
-        V::Date(d) => crate::date::format_date(d),
-        V::Enum(t, e) => record::enum_name(&rs.checked.schema, t, e).to_string(),
-        V::Level(l) => rs.level_id(l).to_string(),
-        V::List(items) => format!("{} items", items.len()),
-        V::Rec(_) => "(record)".to_string(),
+        V::Absent => out.push_str("(absent)"),
+        V::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        V::Num(n) => {
+            let _ = write!(out, "{n}");
+        }
+        V::Text(t) => out.push_str(t),
+        V::Date(d) => out.push_str(&crate::date::format_date(d)),
+        V::Enum(t, e) => out.push_str(record::enum_name(&rs.checked.schema, t, e)),
+        V::Level(l) => out.push_str(rs.level_id(l)),
+        V::List(items) => {
+            let _ = write!(out, "{} items", items.len());
+        }
+        V::Rec(_) => out.push_str("(record)"),
     }
 }
 
