@@ -386,9 +386,10 @@ impl Lower<'_> {
     }
 
     fn code(&mut self, ex: &Ex) -> Code {
+        // A value that may be absent (an optional field, a named value, `avg`, `??`, ...) stays
+        // a value: a typed closure would turn its absence into an error.
         match self.ty(ex) {
-            Some(Ty::Bool) => Code(CodeKind::Bool(self.boolean(ex))),
-            // `avg` and `??` may give an absent number: those stay values.
+            Some(Ty::Bool) if !may_be_absent(ex) => Code(CodeKind::Bool(self.boolean(ex))),
             Some(Ty::Num) if !may_be_absent(ex) => Code(CodeKind::Num(self.num(ex))),
             _ => Code(CodeKind::Val(self.val(ex))),
         }
@@ -856,8 +857,8 @@ impl Lower<'_> {
     }
 }
 
-/// Whether a numeric expression can yield an absent value rather than fail (so it must be
-/// lowered as a value, not as a number).
+/// Whether an expression can yield an absent value rather than fail (so it must be lowered
+/// as a value, not as a `bool` or a number). Conservative: any field, named value or call.
 fn may_be_absent(ex: &Ex) -> bool {
     match ex {
         Ex::Const(Const::Absent) | Ex::Agg { kind: AggKind::Avg | AggKind::Min | AggKind::Max, .. } => true,
@@ -926,6 +927,34 @@ classify by total { good when total >= 5 require all_ok or first_small weak othe
         let items = serde_json::json!([{"v": 2, "ok": false}, {"v": 0}]);
         let (level, total) = run(serde_json::json!({"subject_id": "B", "period": "2025", "p": 2, "items": items})).expect("classifies");
         assert_eq!((level, total.as_str()), (0, "6"), "5 + one ok item + smallest 0; good through `first_small`");
+    }
+
+    #[test]
+    fn absent_values_pass_through_named_values_as_values() {
+        const OPTIONAL: &str = r#"ruleset opt "Optional" version "1" effective 2020-01-01
+record {
+  subject_id: text role subject
+  period:     text role period
+  flag:       bool?
+  points:     decimal?
+  items:      list of { ok: bool? } = []
+}
+levels { good "Good" weak "Weak" }
+let f = flag
+let p = points
+let items.k = ok
+let known = count(items where k ?? false)
+score total = round((if f ?? false then 10 else 0) + (p ?? 1) + known, 2, half_up)
+classify by total { good when total >= 5 weak otherwise }
+flag shown "SHOWN" when f absent because "flag {f}, points {p}"
+"#;
+        let (rs, _) = compile("opt.merit", OPTIONAL).expect("compiles");
+        let rec = from_json(&rs.checked.schema, &serde_json::json!({"subject_id": "O", "period": "2025", "items": [{}, {"ok": true}]}))
+            .expect("fits");
+        let o = evaluate(&rs, &rec, TraceLevel::Full).expect("absent optional values are values, not errors");
+        assert_eq!(o.total.map(|t| t.to_string()).as_deref(), Some("2"));
+        let msg = o.trace.iter().find_map(|s| s.message.as_deref().filter(|m| m.starts_with("flag "))).expect("flag step");
+        assert_eq!(msg, "flag (absent), points (absent)");
     }
 
     #[test]
