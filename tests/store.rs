@@ -453,6 +453,9 @@ async fn a_stored_batch_answers_in_order_and_keeps_every_record_once() {
         records[7].record = Some(convert::json_record(&staff("bad", "31", "63", "2025")));
         records[10].idempotency_key = format!("{name}-twice");
         records[11] = pb::BatchRecord { record: records[10].record.clone(), idempotency_key: format!("{name}-twice") };
+        // One key for two different records: the earlier keeps it, the later is refused.
+        records[20].idempotency_key = format!("{name}-reused");
+        records[21].idempotency_key = format!("{name}-reused");
         let req = pb::ClassifyBatchRequest {
             ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }),
             records,
@@ -466,14 +469,16 @@ async fn a_stored_batch_answers_in_order_and_keeps_every_record_once() {
         assert_eq!(got.iter().map(|m| m.index).collect::<Vec<_>>(), (0..600).collect::<Vec<u32>>(), "{name}: in order");
         for (i, m) in got.iter().enumerate() {
             let ok = matches!(m.result, Some(pb::classify_batch_response::Result::Classification(_)));
-            assert_eq!(ok, i != 7, "{name}: record {i}");
-            assert_eq!(m.evaluation_id.is_empty(), i == 7, "{name}: record {i}");
+            assert_eq!(ok, i != 7 && i != 21, "{name}: record {i}");
+            assert_eq!(m.evaluation_id.is_empty(), i == 7 || i == 21, "{name}: record {i}");
         }
         assert_eq!(got[10].evaluation_id, got[11].evaluation_id, "{name}: one key, one evaluation");
+        let Some(pb::classify_batch_response::Result::Error(reused)) = &got[21].result else { panic!("record 21 is refused") };
+        assert_eq!(reused.code, "FAILED_PRECONDITION", "{name}: {reused:?}");
         let store = store::open(&url).await.unwrap();
         let listed = store.list(&Filter::default(), None, 10_000, true).await.unwrap();
         let batch: Vec<_> = listed.iter().filter(|e| e.subject.starts_with('B')).collect();
-        assert_eq!(batch.len(), 598, "{name}: every valid record once (the twice-keyed one once)");
+        assert_eq!(batch.len(), 597, "{name}: every valid record once (the twice-keyed one once, the refused one not)");
         server.shutdown().await.unwrap();
     }
 }

@@ -84,7 +84,12 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// The evaluation store, when the server keeps evaluations.
     pub store: Option<crate::store::Batcher>,
+    /// Records of stored `ClassifyBatch` streams being classified at once, across the server.
+    pub stored_batch_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many records of stored batches are classified and awaiting their commits at once.
+const STORED_BATCH_SLOTS: usize = 512;
 
 fn log_reports(reports: &[LoadReport]) -> bool {
     let mut ok = true;
@@ -236,7 +241,12 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Str
         Some(url) => Some(crate::store::Batcher::start(crate::store::open(url).await.map_err(|e| e.to_string())?)),
         None => None,
     };
-    let state = State { registry: Arc::new(ArcSwap::from_pointee(Registry::default())), metrics: Arc::new(Metrics::default()), store };
+    let state = State {
+        registry: Arc::new(ArcSwap::from_pointee(Registry::default())),
+        metrics: Arc::new(Metrics::default()),
+        store,
+        stored_batch_slots: Arc::new(tokio::sync::Semaphore::new(STORED_BATCH_SLOTS)),
+    };
     publish(&state, registry);
 
     let reload = Arc::new(Notify::new());

@@ -77,6 +77,23 @@ const STORED_BATCH_IN_FLIGHT: usize = 256;
 /// One record's place in a batch and its answer (or why it has none).
 type BatchAnswer = (u32, Result<(pb::Classification, String), Status>);
 
+/// Records of a stored batch in flight, in order, each with its idempotency key.
+type InFlight = VecDeque<(String, tokio::task::JoinHandle<BatchAnswer>)>;
+
+/// Answers the oldest records in flight, in order, until at most `keep` remain; `Err` once the
+/// client went away.
+async fn drain(
+    tx: &tokio::sync::mpsc::Sender<Result<pb::ClassifyBatchResponse, Status>>,
+    in_flight: &mut InFlight,
+    keep: usize,
+) -> Result<(), ()> {
+    while in_flight.len() > keep {
+        let Some((_, task)) = in_flight.pop_front() else { break };
+        send_answer(tx, task.await).await?;
+    }
+    Ok(())
+}
+
 /// Sends one batch answer; `Err` once the client went away.
 async fn send_answer(
     tx: &tokio::sync::mpsc::Sender<Result<pb::ClassifyBatchResponse, Status>>,
@@ -206,56 +223,69 @@ impl pb::classification_service_server::ClassificationService for Classifier {
             let ruleset = Arc::new(req.ruleset);
             let options = Arc::new(req.options);
             let one = Arc::new(one);
-            // Records to be stored are classified a few hundred at a time, so their commits share
-            // group commits instead of waiting for one another; answers still go out in order.
-            let mut in_flight: VecDeque<tokio::task::JoinHandle<BatchAnswer>> = VecDeque::new();
+            // Records to be stored are classified up to 256 at a time (and at most 512 across the
+            // server's batches), so their commits share group commits instead of waiting for one
+            // another; answers still go out in order.
+            let mut in_flight: InFlight = VecDeque::new();
+            let mut gone = false;
             for (i, r) in req.records.into_iter().enumerate() {
                 if until.is_some_and(|d| Instant::now() >= d) {
-                    for pending in in_flight.drain(..) {
-                        if send_answer(&tx, pending.await).await.is_err() {
-                            return;
-                        }
+                    gone = drain(&tx, &mut in_flight, 0).await.is_err();
+                    if !gone {
+                        let _ = tx.send(Err(Status::deadline_exceeded(format!("deadline exceeded after {i} records")))).await;
                     }
-                    let _ = tx.send(Err(Status::deadline_exceeded(format!("deadline exceeded after {i} records")))).await;
                     break;
                 }
                 let index = u32::try_from(i).unwrap_or(u32::MAX);
-                let (one, reg, ruleset, options) = (one.clone(), reg.clone(), ruleset.clone(), options.clone());
+                let key = r.idempotency_key.clone();
+                let (classifier, reg, ruleset, options) = (one.clone(), reg.clone(), ruleset.clone(), options.clone());
                 let work = async move {
-                    let answer = one
-                        .classify_one(
-                            &reg,
-                            ruleset.as_ref().as_ref(),
-                            &r.record.unwrap_or_default(),
-                            options.as_ref().as_ref(),
-                            &r.idempotency_key,
-                        )
+                    let record = r.record.unwrap_or_default();
+                    let answer = classifier
+                        .classify_one(&reg, ruleset.as_ref().as_ref(), &record, options.as_ref().as_ref(), &r.idempotency_key)
                         .await;
                     (index, answer)
                 };
                 if !store {
                     if send_answer(&tx, Ok(work.await)).await.is_err() {
-                        break; // the client went away
+                        gone = true; // the client went away
+                        break;
                     }
                     if i % 64 == 63 {
                         tokio::task::yield_now().await;
                     }
                     continue;
                 }
-                in_flight.push_back(tokio::spawn(work));
-                if in_flight.len() >= STORED_BATCH_IN_FLIGHT
-                    && let Some(front) = in_flight.pop_front()
-                    && send_answer(&tx, front.await).await.is_err()
-                {
+                // A key already in flight waits for its earlier use: the earlier record keeps it.
+                if !key.is_empty() && in_flight.iter().any(|(k, _)| *k == key) && drain(&tx, &mut in_flight, 0).await.is_err() {
+                    gone = true;
+                    break;
+                }
+                let Ok(slot) = one.state.stored_batch_slots.clone().acquire_owned().await else { break };
+                in_flight.push_back((
+                    key,
+                    tokio::spawn(async move {
+                        let answer = work.await;
+                        drop(slot);
+                        answer
+                    }),
+                ));
+                if drain(&tx, &mut in_flight, STORED_BATCH_IN_FLIGHT - 1).await.is_err() {
+                    gone = true;
                     break;
                 }
             }
-            while let Some(front) = in_flight.pop_front() {
-                if send_answer(&tx, front.await).await.is_err() {
-                    break;
+            if !gone {
+                gone = drain(&tx, &mut in_flight, 0).await.is_err();
+            }
+            if gone {
+                // Nobody will read these answers: stop the records not yet done.
+                for (_, task) in in_flight {
+                    task.abort();
                 }
             }
-            one.state.metrics.observe("ClassifyBatch", tonic::Code::Ok, started.elapsed());
+            let code = if gone { tonic::Code::Cancelled } else { tonic::Code::Ok };
+            one.state.metrics.observe("ClassifyBatch", code, started.elapsed());
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }

@@ -83,6 +83,12 @@ impl KnownSources {
         out
     }
 
+    /// Forgets every source: after a failed write nothing is assumed of the database (a row
+    /// could have gone with a restored backup or a failover), so the next write inserts again.
+    pub(crate) fn forget(&self) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    }
+
     /// Records sources whose transaction committed.
     pub(crate) fn remember<'b>(&self, hashes: impl IntoIterator<Item = &'b String>) {
         let mut known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

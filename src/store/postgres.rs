@@ -62,11 +62,9 @@ impl PostgresStore {
         tx.commit().await.map_err(err)?;
         Ok(PostgresStore { pool, sources: KnownSources::default() })
     }
-}
 
-#[tonic::async_trait]
-impl Store for PostgresStore {
-    async fn write(&self, batch: Vec<Submission>) -> Result<Vec<Written>, StoreError> {
+    /// Writes one batch in one transaction.
+    async fn write_batch(&self, batch: Vec<Submission>) -> Result<Vec<Written>, StoreError> {
         let mut c = self.pool.get().await.map_err(err)?;
         let tx = c.transaction().await.map_err(err)?;
         let source = tx
@@ -132,6 +130,17 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(err)?;
         self.sources.remember(unseen.iter().map(|s| &s.0));
         Ok(out)
+    }
+}
+
+#[tonic::async_trait]
+impl Store for PostgresStore {
+    async fn write(&self, batch: Vec<Submission>) -> Result<Vec<Written>, StoreError> {
+        let written = self.write_batch(batch).await;
+        if written.is_err() {
+            self.sources.forget();
+        }
+        written
     }
 
     async fn get(&self, id: &str) -> Result<Option<Evaluation>, StoreError> {

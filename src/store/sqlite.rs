@@ -83,7 +83,8 @@ impl SqliteStore {
             }
             tx.commit().map_err(err)?;
         }
-        c.execute_batch("PRAGMA wal_autocheckpoint = 40000").map_err(err)?;
+        // The backstop checkpoint lets the WAL grow large; the file is cut back to 64 MiB after.
+        c.execute_batch("PRAGMA wal_autocheckpoint = 40000; PRAGMA journal_size_limit = 67108864").map_err(err)?;
         let stop = Arc::new(AtomicBool::new(false));
         start_checkpointer(path, stop.clone())?;
         Ok(SqliteStore {
@@ -223,7 +224,15 @@ pub(super) fn where_clause(f: &Filter, after: Option<&str>, placeholder: impl Fn
 impl Store for SqliteStore {
     async fn write(&self, batch: Vec<Submission>) -> Result<Vec<Written>, StoreError> {
         let (writer, known) = (self.writer.clone(), self.sources.clone());
-        tokio::task::spawn_blocking(move || write_batch(&mut lock(&writer), &batch, &known)).await.map_err(err)?
+        tokio::task::spawn_blocking(move || {
+            let written = write_batch(&mut lock(&writer), &batch, &known);
+            if written.is_err() {
+                known.forget();
+            }
+            written
+        })
+        .await
+        .map_err(err)?
     }
 
     async fn get(&self, id: &str) -> Result<Option<Evaluation>, StoreError> {
