@@ -81,6 +81,12 @@ impl<'a> Stack<'a> {
         self.frames.get(i as usize).copied().flatten()
     }
 
+    /// The record in frame `frame` and its index in its list.
+    #[cfg(test)]
+    pub(crate) fn item(&self, frame: u8) -> Option<(&'a Record, usize)> {
+        self.frame(frame).map(|(r, i)| (r, i as usize))
+    }
+
     /// The value of field `slot` of the record in frame `frame`.
     #[inline(always)]
     pub(crate) fn value(&self, frame: u8, slot: u16) -> Result<&'a Value, ErrorKind> {

@@ -7,6 +7,8 @@
 mod expr;
 pub mod program;
 pub mod record;
+#[cfg(test)]
+mod reference;
 
 use crate::check::ir::{Const, Ex, Message, MessagePart};
 use crate::compile::RuleSet;
