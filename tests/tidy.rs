@@ -1,5 +1,6 @@
 //! Mechanical architecture invariants: the language stages do no IO and use no service or
-//! database crates; every source file opens with a `//!` module doc.
+//! database crates (their unit tests may read test data); every source file opens with a `//!`
+//! module doc.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 
@@ -25,6 +26,8 @@ fn language_stages_stay_pure() {
         assert!(!files.is_empty());
         for f in files {
             let text = std::fs::read_to_string(&f).expect("readable");
+            // Unit tests (the `mod tests` at a file's end) may read test data from files.
+            let text = text.split("#[cfg(test)]\nmod tests {").next().unwrap_or("");
             for banned in ["tokio", "tonic", "rusqlite", "tokio_postgres", "std::fs", "std::net", "SystemTime", "Instant::now", "HashMap<"]
             {
                 let in_code = text.lines().filter(|l| !l.trim_start().starts_with("//")).any(|l| l.contains(banned));
