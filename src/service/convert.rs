@@ -188,13 +188,13 @@ pub fn record_from_tree(schema: &Schema, r: &pb::RecordValue) -> Option<Record> 
 
 fn tree_record(schema: &Schema, rt: usize, r: &pb::RecordValue) -> Option<Record> {
     let fields = &schema.records.get(rt)?.fields;
-    if r.fields.keys().any(|k| !fields.iter().any(|f| f.name == *k)) {
-        return None;
-    }
     let mut slots = Vec::with_capacity(fields.len());
+    // Field names are distinct, so every key is known exactly when every key is found.
+    let mut found = 0;
     for f in fields {
-        let v = r.fields.get(&f.name).and_then(|v| v.kind.as_ref());
-        slots.push(match v {
+        let given = r.fields.get(&f.name);
+        found += usize::from(given.is_some());
+        slots.push(match given.and_then(|v| v.kind.as_ref()) {
             None => match &f.default {
                 Some(c) => crate::eval::record::from_const(c),
                 None if f.optional => crate::eval::record::Value::Absent,
@@ -203,7 +203,7 @@ fn tree_record(schema: &Schema, rt: usize, r: &pb::RecordValue) -> Option<Record
             Some(k) => tree_value(schema, f, k)?,
         });
     }
-    Some(Record { slots })
+    (found == r.fields.len()).then_some(Record { slots })
 }
 
 fn tree_value(schema: &Schema, f: &Field, k: &pb::value::Kind) -> Option<crate::eval::record::Value> {
@@ -258,5 +258,32 @@ pub fn tree_text<'a>(r: &'a pb::RecordValue, field: &str) -> Option<&'a str> {
     match r.fields.get(field)?.kind.as_ref()? {
         pb::value::Kind::Text(t) | pb::value::Kind::Date(t) => Some(t),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{json_record, record_from_tree};
+    use crate::compile::compile;
+    use crate::eval::record::{from_json, to_json_text};
+
+    #[test]
+    fn the_tree_path_reads_what_the_json_path_reads_and_refuses_unknown_fields() {
+        let (rs, _) = compile("rules/reg366.merit", include_str!("../../rules/reg366.merit")).expect("bundled rules compile");
+        let schema = &rs.checked.schema;
+        let json: serde_json::Value = serde_json::from_str(include_str!("../../examples/staff_2025.json")).expect("example is JSON");
+        let fast = record_from_tree(schema, &json_record(&json)).expect("the example fits");
+        let checked = from_json(schema, &json).expect("the example fits");
+        assert_eq!(to_json_text(schema, &fast), to_json_text(schema, &checked));
+        // An unknown field, at the root or in a list item, sends the record to the JSON path,
+        // which names it.
+        let mut root = json.clone();
+        root["general_point"] = 27.into();
+        assert!(record_from_tree(schema, &json_record(&root)).is_none());
+        let mut item = json.clone();
+        item["tasks"][2]["deadlines"] = "2025-01-01".into();
+        assert!(record_from_tree(schema, &json_record(&item)).is_none());
+        let errors = from_json(schema, &item).expect_err("unknown field");
+        assert_eq!(errors[0].path, "tasks[2].deadlines");
     }
 }
