@@ -227,10 +227,12 @@ fn tree_value(schema: &Schema, f: &Field, k: &pb::value::Kind) -> Option<crate::
             Some(Value::Text(text.into_boxed_str()))
         }
         (FieldType::Bool, Kind::Boolean(b)) => Some(Value::Bool(*b)),
-        (FieldType::Integer(_), Kind::Integer(i)) => number(&i.to_string(), true),
+        (FieldType::Integer(b) | FieldType::Decimal(b), Kind::Integer(i)) => {
+            let n = Num::from_int(*i);
+            b.contains(&n).then_some(Value::Num(n))
+        }
         // As the JSON path reads it: only text that is a JSON integer.
         (FieldType::Integer(_), Kind::Decimal(d)) if serde_json::from_str::<serde_json::Number>(d).is_ok() => number(d, true),
-        (FieldType::Decimal(_), Kind::Integer(i)) => number(&i.to_string(), false),
         (FieldType::Decimal(_), Kind::Decimal(d)) if serde_json::from_str::<serde_json::Number>(d).is_ok() => number(d, false),
         (FieldType::Decimal(_), Kind::Text(d)) => number(d, false),
         (FieldType::Date, Kind::Date(d) | Kind::Text(d)) => date::parse_date(d).map(Value::Date),
