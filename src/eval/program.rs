@@ -12,7 +12,7 @@ use super::ErrorKind;
 use super::expr::{Ctx, Stack, V, compare, num_err};
 use super::record::Value;
 use crate::check::Checked;
-use crate::check::ir::{AggKind, Builtin, Const, Ex, FieldType, Message, MessagePart, Op, RecordTypeId, Schema, Ty};
+use crate::check::ir::{AggKind, Builtin, Const, Ex, FieldType, Message, MessagePart, Op, RecordTypeId, Ty};
 use crate::date;
 use crate::num::Num;
 use std::cmp::Ordering;
@@ -225,7 +225,7 @@ impl fmt::Debug for Program {
 impl Program {
     /// Compiles every expression of checked rules.
     pub fn lower(c: &Checked) -> Program {
-        let mut cx = Lower { schema: &c.schema, checked: c, frames: vec![Some(0)], texts: Vec::new() };
+        let mut cx = Lower { checked: c, frames: vec![Some(0)], texts: Vec::new() };
         let lets = c.lets.iter().map(|l| cx.code(&l.expr)).collect();
         let item_lets = c
             .item_lets
@@ -276,7 +276,6 @@ impl Program {
 
 /// The lowering context: the record type of each scope frame, for picking typed closures.
 struct Lower<'c> {
-    schema: &'c Schema,
     checked: &'c Checked,
     frames: Vec<Option<RecordTypeId>>,
     texts: Vec<String>,
@@ -324,7 +323,7 @@ impl Lower<'_> {
     }
 
     fn field_ty(&self, rt: Option<RecordTypeId>, slot: u16) -> Option<Ty> {
-        let f = self.schema.records.get(rt?)?.fields.get(slot as usize)?;
+        let f = self.checked.schema.records.get(rt?)?.fields.get(slot as usize)?;
         Some(ty_of_field(&f.ty))
     }
 
@@ -618,14 +617,9 @@ impl Lower<'_> {
         })
     }
 
-    /// The items of a list operand.
-    fn list(&mut self, list: &Ex) -> ValArg {
-        self.val(list)
-    }
-
     fn count(&mut self, list: &Ex, filter: Option<&Ex>) -> NumArg {
         let rt = self.item_type(list);
-        let l = self.list(list);
+        let l = self.val(list);
         match filter {
             None => num_fn(move |c, s| Ok(Num::from_int(i64::try_from(items(l.get(c, s)?)?.len()).unwrap_or(i64::MAX)))),
             Some(f) => {
@@ -648,7 +642,7 @@ impl Lower<'_> {
 
     fn sum(&mut self, list: &Ex, filter: Option<&Ex>, item: &Ex) -> NumArg {
         let rt = self.item_type(list);
-        let l = self.list(list);
+        let l = self.val(list);
         let (f, e) = self.within(rt, |cx| (filter.map(|f| cx.boolean(f)), cx.num(item)));
         num_fn(move |c, s| {
             let list = items(l.get(c, s)?)?;
@@ -669,7 +663,7 @@ impl Lower<'_> {
 
     fn avg(&mut self, list: &Ex, filter: Option<&Ex>, item: &Ex) -> ValArg {
         let rt = self.item_type(list);
-        let l = self.list(list);
+        let l = self.val(list);
         let (f, e) = self.within(rt, |cx| (filter.map(|f| cx.boolean(f)), cx.num(item)));
         val_fn(move |c, s| {
             let list = items(l.get(c, s)?)?;
@@ -692,7 +686,7 @@ impl Lower<'_> {
 
     fn all_any(&mut self, all: bool, list: &Ex, filter: Option<&Ex>, item: Option<&Ex>) -> BoolArg {
         let rt = self.item_type(list);
-        let l = self.list(list);
+        let l = self.val(list);
         let (f, e) = self.within(rt, |cx| (filter.map(|f| cx.boolean(f)), item.map(|e| cx.boolean(e))));
         if all && e.is_none() {
             // The checker gives `all` an item expression; without one it would hold trivially.
@@ -723,7 +717,7 @@ impl Lower<'_> {
 
     fn min_max(&mut self, min: bool, list: &Ex, filter: Option<&Ex>, item: &Ex) -> ValArg {
         let rt = self.item_type(list);
-        let l = self.list(list);
+        let l = self.val(list);
         let (f, e) = self.within(rt, |cx| (filter.map(|f| cx.boolean(f)), cx.val(item)));
         let want = if min { Ordering::Less } else { Ordering::Greater };
         val_fn(move |c, s| {
