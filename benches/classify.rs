@@ -48,3 +48,20 @@ fn decode_json_record() -> usize {
 fn compile_rules() -> usize {
     compile("rules/reg366.merit", divan::black_box(include_str!("../rules/reg366.merit"))).map(|(rs, _)| rs.sources.len()).unwrap_or(0)
 }
+
+/// A `Classify` request as the service receives it (protobuf bytes), decoded as the server
+/// decodes it: the record straight into the schema's slots.
+static REQUEST: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    use prost::Message;
+    let json: serde_json::Value = serde_json::from_str(RECORD).expect("example is JSON");
+    let req = merit::service::pb::ClassifyRequest { record: Some(merit::service::convert::json_record(&json)), ..Default::default() };
+    req.encode_to_vec()
+});
+
+#[divan::bench]
+fn decode_proto_request() -> usize {
+    use prost::Message;
+    let req = merit::service::inbound::ClassifyRequest::decode(divan::black_box(REQUEST.as_slice())).expect("decodes");
+    let raw = req.record.unwrap_or_default();
+    merit::service::wire::record(&RULES.checked.schema, &raw).map(|r| r.slots.len()).unwrap_or(0)
+}

@@ -44,4 +44,7 @@ pub mod service;
 pub mod source;
 pub mod store;
 pub mod syntax;
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::indexing_slicing, reason = "test data fails loudly")]
+mod testdata;
 pub mod testing;

@@ -411,3 +411,54 @@ async fn beyond_the_concurrency_limit_requests_are_refused_not_queued() {
     assert!(metrics.contains(&format!("merit_requests_shed_total {}", refused + cohort_refused)), "{metrics}");
     server.shutdown().await.expect("stops");
 }
+
+/// Sends a `Classify` whose record is the given bytes, as any client could put on the wire.
+async fn classify_raw(ch: Channel, record: &[u8]) -> Result<pb::ClassifyResponse, tonic::Status> {
+    use prost::Message;
+    let mut req = pb::ClassifyRequest {
+        ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }),
+        options: Some(pb::ClassifyOptions { trace: pb::TraceDetail::None as i32, store: false }),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // Field 2 (the record), length-delimited.
+    req.push(2 << 3 | 2);
+    prost::encoding::encode_varint(record.len() as u64, &mut req);
+    req.extend_from_slice(record);
+    let wire = merit::service::inbound::ClassifyRequest::decode(req.as_slice()).expect("the request itself is well-formed");
+    let mut grpc = tonic::client::Grpc::new(ch);
+    grpc.ready().await.expect("ready");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/merit.v1.ClassificationService/Classify");
+    let codec = tonic_prost::ProstCodec::<merit::service::inbound::ClassifyRequest, pb::ClassifyResponse>::default();
+    grpc.unary(tonic::Request::new(wire), path, codec).await.map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_the_direct_decoder_leaves_are_answered_the_long_way() {
+    use prost::Message;
+    let server = bundled().await;
+    let tree = convert::json_record(&example());
+    let bytes = tree.encode_to_vec();
+    let direct = classify_raw(channel(&server).await, &bytes).await.expect("classifies");
+    // The same record with `general_points` repeated at the end: the value tree keeps the last
+    // one, and so does the answer.
+    let mut zero = example();
+    zero["general_points"] = 0.into();
+    let zero_tree = convert::json_record(&zero);
+    let want = classify_raw(channel(&server).await, &zero_tree.encode_to_vec()).await.expect("classifies");
+    assert_ne!(want.classification, direct.classification, "the repeated field changes the answer");
+    let mut repeated = bytes.clone();
+    let last = pb::RecordValue { fields: [("general_points".to_string(), zero_tree.fields["general_points"].clone())].into() };
+    repeated.extend_from_slice(&last.encode_to_vec());
+    let long_way = classify_raw(channel(&server).await, &repeated).await.expect("classifies the long way");
+    assert_eq!(long_way.classification, want.classification);
+    // A key that is not UTF-8: no RecordValue at all, answered INVALID_ARGUMENT naming `record`.
+    let mut broken = bytes.clone();
+    broken.extend_from_slice(&[0x0a, 5, 0x0a, 3, 0xff, 0xfe, 0xfd]);
+    let err = classify_raw(channel(&server).await, &broken).await.expect_err("not a record");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let violations = err.get_details_bad_request().expect("BadRequest").field_violations;
+    assert_eq!(violations[0].field, "record");
+    assert!(violations[0].description.contains("not a merit.v1.RecordValue"), "{}", violations[0].description);
+    server.shutdown().await.expect("stops");
+}

@@ -527,30 +527,15 @@ quota q1 {
 
     #[test]
     fn lowered_code_agrees_with_the_reference_on_the_conformance_records() {
-        let dir = std::env::var_os("MERIT_CONFORMANCE_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"));
-        if !dir.is_dir() {
-            assert!(std::env::var_os("CI").is_none(), "conformance records not found at {}", dir.display());
-            println!("skipping: conformance records not found at {}", dir.display());
-            return;
-        }
-        let bundled = |name: &str| {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(name);
-            compile(name, &std::fs::read_to_string(path).expect("readable")).map(|(rs, _)| rs).expect("bundled rules compile")
-        };
-        let (reg366, decree335) = (bundled("reg366.merit"), bundled("decree335.merit"));
+        let Some(records) = crate::testdata::conformance_records() else { return };
+        let (reg366, decree335) = (crate::testdata::bundled("reg366.merit"), crate::testdata::bundled("decree335.merit"));
         let mut checked = 0;
-        for file in ["reg366.jsonl", "decree335.jsonl", "exactness.jsonl"] {
-            let text = std::fs::read_to_string(dir.join(file)).expect("conformance file readable");
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
-                let rs = if file == "decree335.jsonl" || v["rule_set"] == "335" { &decree335 } else { &reg366 };
-                let Ok(rec) = from_json(&rs.checked.schema, &v["record"]) else { continue };
-                checked += 1;
-                let diffs = differences(rs, &rec);
-                assert!(diffs.is_empty(), "{}\n{}", v["record"], diffs.join("\n"));
-            }
+        for (rules, record) in &records {
+            let rs = if *rules == "decree335.merit" { &decree335 } else { &reg366 };
+            let Ok(rec) = from_json(&rs.checked.schema, record) else { continue };
+            checked += 1;
+            let diffs = differences(rs, &rec);
+            assert!(diffs.is_empty(), "{record}\n{}", diffs.join("\n"));
         }
         assert!(checked >= 2000, "{checked} records compared");
     }

@@ -9,6 +9,7 @@ mod rpc;
 mod shed;
 pub mod status;
 pub mod storing;
+pub mod wire;
 
 use crate::registry::{LoadReport, Registry};
 use arc_swap::ArcSwap;
@@ -25,6 +26,13 @@ use tokio::sync::Notify;
 pub mod pb {
     tonic::include_proto!("merit.v1");
     include!(concat!(env!("OUT_DIR"), "/merit.v1.serde.rs"));
+}
+
+/// The classification service's server side, whose requests keep each record as the bytes it
+/// arrived in ([`wire::RawRecord`]); every other message is [`pb`]'s.
+#[allow(clippy::all, clippy::pedantic, missing_docs, reason = "generated code")]
+pub mod inbound {
+    include!(concat!(env!("OUT_DIR"), "/inbound/merit.v1.rs"));
 }
 
 /// The encoded descriptor set, for server reflection.
@@ -230,7 +238,7 @@ impl Running {
 
 /// Starts the server on a bound listener (use port 0 for an ephemeral port).
 pub async fn start(config: Config, listener: TcpListener) -> Result<Running, String> {
-    use pb::classification_service_server::ClassificationServiceServer;
+    use inbound::classification_service_server::ClassificationServiceServer;
     use pb::evaluation_service_server::EvaluationServiceServer;
     use pb::replay_service_server::ReplayServiceServer;
     use pb::rule_set_service_server::RuleSetServiceServer;

@@ -1,7 +1,8 @@
 //! The RPC handlers of `merit.v1`. Each request takes one snapshot of the registry and keeps
 //! it to the end, so a reload never changes the rules under a request in flight.
 
-use super::{State, convert, pb, status, storing};
+use super::wire::{self, RawRecord};
+use super::{State, convert, inbound, pb, status, storing};
 use crate::cohort::{Exemption, classify_cohort};
 use crate::date;
 use crate::eval::record::{self, Record};
@@ -21,6 +22,13 @@ fn trace_level(options: Option<&pb::ClassifyOptions>) -> TraceLevel {
         Some(pb::TraceDetail::Full) => TraceLevel::Full,
         _ => TraceLevel::Summary,
     }
+}
+
+/// The value tree of a record that the direct decoder left to the long way.
+fn tree_of(raw: &RawRecord, path: &str) -> Result<pb::RecordValue, Status> {
+    raw.tree().map_err(|e| {
+        status::invalid_record(&[record::FieldError { path: path.to_string(), message: format!("not a merit.v1.RecordValue: {e}") }], "")
+    })
 }
 
 /// Picks the rule set: the version asked for, or the one in effect on the record's period date.
@@ -137,16 +145,17 @@ impl Classifier {
         &self,
         reg: &Registry,
         reference: Option<&pb::RuleSetReference>,
-        value: &pb::RecordValue,
+        value: &RawRecord,
         level: TraceLevel,
     ) -> Result<Classified, Status> {
-        let loaded = resolve_by(reg, reference, |f| convert::tree_text(value, f))?;
+        let loaded = resolve_by(reg, reference, |f| wire::text_field(value, f))?;
         let rs = &loaded.rs;
         let span = tracing::debug_span!("classify", ruleset = %rs.checked.id, hash = %rs.hash, outcome = tracing::field::Empty);
         let _enter = span.enter();
-        let record = match convert::record_from_tree(&rs.checked.schema, value) {
+        let record = match wire::record(&rs.checked.schema, value) {
             Some(r) => r,
-            None => record::from_json(&rs.checked.schema, &convert::record_json(value)).map_err(|e| status::invalid_record(&e, ""))?,
+            None => record::from_json(&rs.checked.schema, &convert::record_json(&tree_of(value, "record")?))
+                .map_err(|e| status::invalid_record(&e, ""))?,
         };
         let outcome = eval::evaluate(rs, &record, level).map_err(|e| status::eval_error(rs, &e, ""))?;
         span.record("outcome", rs.level_id(outcome.level));
@@ -160,7 +169,7 @@ impl Classifier {
         &self,
         reg: &Registry,
         reference: Option<&pb::RuleSetReference>,
-        value: &pb::RecordValue,
+        value: &RawRecord,
         options: Option<&pb::ClassifyOptions>,
         key: &str,
     ) -> Result<(pb::Classification, String), Status> {
@@ -190,8 +199,8 @@ fn record_error(s: &Status) -> pb::RecordError {
 }
 
 #[tonic::async_trait]
-impl pb::classification_service_server::ClassificationService for Classifier {
-    async fn classify(&self, request: Request<pb::ClassifyRequest>) -> Result<Response<pb::ClassifyResponse>, Status> {
+impl inbound::classification_service_server::ClassificationService for Classifier {
+    async fn classify(&self, request: Request<inbound::ClassifyRequest>) -> Result<Response<pb::ClassifyResponse>, Status> {
         let started = Instant::now();
         let r = request.get_ref();
         let reg = self.state.registry.load_full();
@@ -199,7 +208,7 @@ impl pb::classification_service_server::ClassificationService for Classifier {
             .classify_one(
                 &reg,
                 r.ruleset.as_ref(),
-                r.record.as_ref().unwrap_or(&pb::RecordValue::default()),
+                r.record.as_ref().unwrap_or(&RawRecord::default()),
                 r.options.as_ref(),
                 &r.idempotency_key,
             )
@@ -210,7 +219,7 @@ impl pb::classification_service_server::ClassificationService for Classifier {
 
     type ClassifyBatchStream = BatchStream;
 
-    async fn classify_batch(&self, request: Request<pb::ClassifyBatchRequest>) -> Result<Response<BatchStream>, Status> {
+    async fn classify_batch(&self, request: Request<inbound::ClassifyBatchRequest>) -> Result<Response<BatchStream>, Status> {
         let started = Instant::now();
         let until = deadline(&request);
         let req = request.into_inner();
@@ -290,7 +299,10 @@ impl pb::classification_service_server::ClassificationService for Classifier {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
-    async fn classify_cohort(&self, request: Request<pb::ClassifyCohortRequest>) -> Result<Response<pb::ClassifyCohortResponse>, Status> {
+    async fn classify_cohort(
+        &self,
+        request: Request<inbound::ClassifyCohortRequest>,
+    ) -> Result<Response<pb::ClassifyCohortResponse>, Status> {
         let started = Instant::now();
         let result = self.cohort(request.into_inner()).await;
         self.state.metrics.observe("ClassifyCohort", code_of(&result), started.elapsed());
@@ -299,7 +311,7 @@ impl pb::classification_service_server::ClassificationService for Classifier {
 }
 
 impl Classifier {
-    async fn cohort(&self, req: pb::ClassifyCohortRequest) -> Result<pb::ClassifyCohortResponse, Status> {
+    async fn cohort(&self, req: inbound::ClassifyCohortRequest) -> Result<pb::ClassifyCohortResponse, Status> {
         let store = req.options.as_ref().is_some_and(|o| o.store);
         let level = trace_level(req.options.as_ref());
         let batcher = self.batcher(store)?.cloned();
@@ -330,13 +342,16 @@ type CohortAnswers = (Vec<pb::Classification>, Option<(Arc<Loaded>, Vec<(crate::
 
 fn cohort(
     state: &State,
-    req: &pb::ClassifyCohortRequest,
+    req: &inbound::ClassifyCohortRequest,
     level: TraceLevel,
     store: bool,
     exemption_text: Option<String>,
 ) -> Result<CohortAnswers, Status> {
     let reg = state.registry.load_full();
-    let jsons: Vec<Json> = req.records.iter().map(convert::record_json).collect();
+    let mut jsons: Vec<Json> = Vec::with_capacity(req.records.len());
+    for (i, r) in req.records.iter().enumerate() {
+        jsons.push(convert::record_json(&tree_of(r, &format!("records[{i}]"))?));
+    }
     let first = jsons.first().cloned().unwrap_or(Json::Null);
     let loaded = resolve(&reg, req.ruleset.as_ref(), &first)?;
     let rs = &loaded.rs;
