@@ -4,7 +4,8 @@
 //! The classification service's server side is generated a second time, into `inbound/`: its
 //! request messages keep each record as the bytes it arrived in (`service::wire::RawRecord`),
 //! so the server decodes a record straight into the schema's slots instead of first building
-//! the value tree. Every other message is the one generated for `pb`.
+//! the value tree, and `Classify` answers with bytes encoded straight from the outcome
+//! (`service::encoded::EncodedResponse`). Every other message is the one generated for `pb`.
 
 use std::path::PathBuf;
 
@@ -39,8 +40,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if INBOUND.contains(&name.as_str()) {
                 continue;
             }
-            let rust =
-                if name == "RecordValue" { "crate::service::wire::RawRecord".to_string() } else { format!("crate::service::pb::{name}") };
+            let rust = match name.as_str() {
+                "RecordValue" => "crate::service::wire::RawRecord".to_string(),
+                "ClassifyResponse" => "crate::service::encoded::EncodedResponse".to_string(),
+                _ => format!("crate::service::pb::{name}"),
+            };
             inbound = inbound.extern_path(format!("{package}.{name}"), rust);
         }
     }

@@ -65,3 +65,24 @@ fn decode_proto_request() -> usize {
     let raw = req.record.unwrap_or_default();
     merit::service::wire::record(&RULES.checked.schema, &raw).map(|r| r.slots.len()).unwrap_or(0)
 }
+
+/// The answer to a `Classify` with the summary trace as a message tree, built and encoded
+/// (as the service sends a stored answer).
+#[divan::bench]
+fn answer_proto_summary(bencher: divan::Bencher) {
+    use prost::Message;
+    let outcome = evaluate(&RULES, &DECODED, TraceLevel::Summary).expect("classifies");
+    bencher.bench(|| {
+        let c = merit::service::convert::classification(&RULES, &DECODED, divan::black_box(&outcome));
+        merit::service::pb::ClassifyResponse { classification: Some(c), evaluation_id: String::new() }.encode_to_vec().len()
+    });
+}
+
+/// The same answer as the service now sends it: encoded straight from the outcome.
+#[divan::bench]
+fn answer_encoded_summary(bencher: divan::Bencher) {
+    use prost::Message;
+    let outcome = evaluate(&RULES, &DECODED, TraceLevel::Summary).expect("classifies");
+    let parts = merit::service::encoded::AnswerParts::new(&RULES);
+    bencher.bench(|| merit::service::encoded::EncodedResponse::fresh(&RULES, &parts, &DECODED, divan::black_box(&outcome)).encoded_len());
+}

@@ -19,13 +19,16 @@ pub struct Loaded {
     pub file: String,
     /// `(hash, id, version, source text)`, shared by every evaluation the store keeps under it.
     pub identity: Arc<(String, String, String, String)>,
+    /// What every answer under it shares, encoded once for the service.
+    pub answer_parts: crate::service::encoded::AnswerParts,
 }
 
 impl Loaded {
     /// A loaded rule set from its file.
     pub fn new(rs: RuleSet, file: String) -> Loaded {
         let identity = Arc::new((rs.hash.clone(), rs.checked.id.clone(), rs.checked.version.clone(), rs.source.text.clone()));
-        Loaded { rs, file, identity }
+        let answer_parts = crate::service::encoded::AnswerParts::new(&rs);
+        Loaded { rs, file, identity, answer_parts }
     }
 }
 

@@ -65,6 +65,15 @@ pub fn identity(rs: &RuleSet) -> pb::RuleSetIdentity {
     pb::RuleSetIdentity { id: rs.checked.id.clone(), version: rs.checked.version.clone(), hash: rs.hash.clone() }
 }
 
+/// A level or outcome outside the order, as a message.
+pub fn outcome(rs: &RuleSet, level: u8) -> pb::Outcome {
+    pb::Outcome {
+        id: rs.level_id(level).to_string(),
+        label: rs.level_label(level).to_string(),
+        rank: rs.is_ordered(level).then_some(u32::from(level) + 1),
+    }
+}
+
 /// The answer for one record: the same fields as `merit classify --json`.
 pub fn classification(rs: &RuleSet, record: &Record, o: &Outcome) -> pb::Classification {
     let trace = o
@@ -90,11 +99,7 @@ pub fn classification(rs: &RuleSet, record: &Record, o: &Outcome) -> pb::Classif
     pb::Classification {
         ruleset: Some(identity(rs)),
         subject: answer::subject_of(rs, record).to_string(),
-        outcome: Some(pb::Outcome {
-            id: rs.level_id(o.level).to_string(),
-            label: rs.level_label(o.level).to_string(),
-            rank: rs.is_ordered(o.level).then_some(u32::from(o.level) + 1),
-        }),
+        outcome: Some(outcome(rs, o.level)),
         total: o.total.map(|t| answer::format_total(&t)),
         criteria: answer::criteria_by_name(rs, o),
         flags: o.flag_codes(rs).into_iter().map(str::to_string).collect(),

@@ -3,6 +3,7 @@
 //! metrics and graceful shutdown live here too.
 
 pub mod convert;
+pub mod encoded;
 pub mod metrics;
 mod replay;
 mod rpc;

@@ -1,6 +1,7 @@
 //! The RPC handlers of `merit.v1`. Each request takes one snapshot of the registry and keeps
 //! it to the end, so a reload never changes the rules under a request in flight.
 
+use super::encoded::EncodedResponse;
 use super::wire::{self, RawRecord};
 use super::{State, convert, inbound, pb, status, storing};
 use crate::cohort::{Exemption, classify_cohort};
@@ -200,21 +201,22 @@ fn record_error(s: &Status) -> pb::RecordError {
 
 #[tonic::async_trait]
 impl inbound::classification_service_server::ClassificationService for Classifier {
-    async fn classify(&self, request: Request<inbound::ClassifyRequest>) -> Result<Response<pb::ClassifyResponse>, Status> {
+    async fn classify(&self, request: Request<inbound::ClassifyRequest>) -> Result<Response<EncodedResponse>, Status> {
         let started = Instant::now();
         let r = request.get_ref();
         let reg = self.state.registry.load_full();
-        let result = self
-            .classify_one(
-                &reg,
-                r.ruleset.as_ref(),
-                r.record.as_ref().unwrap_or(&RawRecord::default()),
-                r.options.as_ref(),
-                &r.idempotency_key,
-            )
-            .await;
+        let none = RawRecord::default();
+        let record = r.record.as_ref().unwrap_or(&none);
+        let result = if r.options.as_ref().is_some_and(|o| o.store) {
+            let stored = self.classify_one(&reg, r.ruleset.as_ref(), record, r.options.as_ref(), &r.idempotency_key).await;
+            stored.map(|(c, evaluation_id)| EncodedResponse::of(&pb::ClassifyResponse { classification: Some(c), evaluation_id }))
+        } else {
+            // Not stored: the answer is encoded straight from the outcome.
+            self.evaluate(&reg, r.ruleset.as_ref(), record, trace_level(r.options.as_ref()))
+                .map(|c| EncodedResponse::fresh(&c.loaded.rs, &c.loaded.answer_parts, &c.record, &c.outcome))
+        };
         self.state.metrics.observe("Classify", code_of(&result), started.elapsed());
-        result.map(|(c, evaluation_id)| Response::new(pb::ClassifyResponse { classification: Some(c), evaluation_id }))
+        result.map(Response::new)
     }
 
     type ClassifyBatchStream = BatchStream;

@@ -141,17 +141,18 @@ fn kind(bytes: &[u8]) -> Result<Option<Kind<'_>>, ()> {
     Ok(found)
 }
 
-/// A map entry's key and value bytes (an unset value is `None`).
-fn entry(bytes: &[u8]) -> Option<(&str, Option<&[u8]>)> {
+/// A map entry's key and value bytes (an unset value is `None`). The key is left as bytes: it
+/// is only compared with field names, and one that is no UTF-8 matches none.
+fn entry(bytes: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     let (mut key, mut value) = (None, None);
     for field in fields(bytes) {
         match field? {
-            (1, Payload::Bytes(b)) if key.is_none() => key = Some(std::str::from_utf8(b).ok()?),
+            (1, Payload::Bytes(b)) if key.is_none() => key = Some(b),
             (2, Payload::Bytes(b)) if value.is_none() => value = Some(b),
             _ => return None,
         }
     }
-    Some((key.unwrap_or(""), value))
+    Some((key.unwrap_or_default(), value))
 }
 
 /// Decodes a record straight into the schema's slots, when it fits the schema exactly as the
@@ -168,12 +169,13 @@ fn record_at(schema: &Schema, rt: usize, bytes: &[u8]) -> Option<Record> {
         return None;
     }
     // Values are written in place: moving a freshly built value costs more than building it.
-    let mut slots = vec![Value::Absent; fields_of.len()];
+    let mut slots = Vec::with_capacity(fields_of.len());
+    slots.resize_with(fields_of.len(), || Value::Absent);
     for field in fields(bytes) {
         let (1, Payload::Bytes(e)) = field? else { return None };
         let (name, value) = entry(e)?;
         // An unknown or repeated key goes the long way, which names it (or keeps the last).
-        let i = fields_of.iter().position(|f| f.name == name)?;
+        let i = fields_of.iter().position(|f| f.name.as_bytes() == name)?;
         let bit = 1u128 << i;
         if seen & bit != 0 {
             return None;
@@ -257,8 +259,38 @@ fn set_value(schema: &Schema, f: &Field, k: Kind<'_>, slot: &mut Value) -> Optio
     Some(())
 }
 
+/// Whether `text` is exactly a JSON number, `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`
+/// (JSON's whitespace around it is left to the long way).
 fn is_json_number(text: &str) -> bool {
-    serde_json::from_str::<serde_json::Number>(text).is_ok()
+    fn digits(b: &[u8]) -> usize {
+        b.iter().take_while(|c| c.is_ascii_digit()).count()
+    }
+    let b = text.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let int = digits(b.get(i..).unwrap_or_default());
+    if int == 0 || (int > 1 && b.get(i) == Some(&b'0')) {
+        return false;
+    }
+    i += int;
+    if b.get(i) == Some(&b'.') {
+        let frac = digits(b.get(i + 1..).unwrap_or_default());
+        if frac == 0 {
+            return false;
+        }
+        i += 1 + frac;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp = digits(b.get(i..).unwrap_or_default());
+        if exp == 0 {
+            return false;
+        }
+        i += exp;
+    }
+    i == b.len()
 }
 
 /// The text of a top-level field (for choosing the rule-set version by period); the last entry
@@ -268,7 +300,7 @@ pub fn text_field<'a>(raw: &'a RawRecord, name: &str) -> Option<&'a str> {
     for field in fields(&raw.encoded) {
         let Some((1, Payload::Bytes(e))) = field else { return None };
         if let Some((key, value)) = entry(e)
-            && key == name
+            && key == name.as_bytes()
         {
             found = match value.map(kind) {
                 Some(Ok(Some(Kind::Text(t) | Kind::Date(t)))) => Some(t),
@@ -357,6 +389,39 @@ mod tests {
             }
         }
         assert!(accepted > 4000 && refused > 4000, "{accepted} accepted, {refused} refused");
+    }
+
+    #[test]
+    fn a_json_number_is_what_serde_json_reads_as_one() {
+        for text in [
+            "0",
+            "-0",
+            "5",
+            "27.5",
+            "-3.25",
+            "1e3",
+            "1E+3",
+            "2.5e-2",
+            "00",
+            "01",
+            "-",
+            "",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "+1",
+            "1.2.3",
+            "0x1",
+            "1_000",
+            " 1",
+            "1 ",
+            "NaN",
+            "9".repeat(40).as_str(),
+        ] {
+            let strict = text.trim() == text;
+            assert_eq!(super::is_json_number(text), strict && serde_json::from_str::<serde_json::Number>(text).is_ok(), "{text:?}");
+        }
     }
 
     #[test]
