@@ -1,6 +1,7 @@
 //! Evaluation of resolved expressions over a record. Values borrow from the record and the
 //! rule set: nothing is cloned or looked up by name per record.
 
+use super::program::{Code, Kind};
 use super::record::{Record, Value};
 use super::{ErrorKind, EvalError, RuleError};
 use crate::compile::RuleSet;
@@ -116,18 +117,31 @@ impl<'a> Stack<'a> {
     }
 }
 
-/// Per-record evaluation state: memoised named values.
+/// Per-record evaluation state: memoised named values, each in the memo of its kind
+/// ([`Kind`]), so a condition or a number is kept and read back as itself, not as a [`V`].
 pub struct Ctx<'a> {
     /// The rule set.
     pub rs: &'a RuleSet,
     /// The record.
     pub root: &'a Record,
+    /// Named values of kind `Val`, by their slot ([`Program::let_slots`]).
     memo: Vec<Option<V<'a>>>,
-    /// Item values, per item-level value and item: `item_memo[item_base[id] + index]`.
+    /// Named conditions: 0 not yet computed, 1 false, 2 true.
+    bools: Vec<u8>,
+    /// Named numbers.
+    nums: Vec<Option<Num>>,
+    /// Item values by kind, per item-level value and item: `item_…[item_base[id] + index]`.
     item_memo: Vec<Option<V<'a>>>,
+    item_bools: Vec<u8>,
+    item_nums: Vec<Option<Num>>,
     item_base: Vec<usize>,
     /// The innermost named value that failed, for the error message.
     failed_in: Option<(&'a str, Span)>,
+}
+
+/// A memoised condition as stored: 1 false, 2 true.
+fn stored(b: bool) -> u8 {
+    1 + u8::from(b)
 }
 
 pub(crate) fn num_err(e: NumError) -> ErrorKind {
@@ -154,16 +168,34 @@ pub fn compare(a: V<'_>, b: V<'_>) -> Result<Ordering, ErrorKind> {
 impl<'a> Ctx<'a> {
     /// A fresh context for one record.
     pub fn new(rs: &'a RuleSet, root: &'a Record) -> Ctx<'a> {
-        let mut item_base = Vec::with_capacity(rs.checked.item_lets.len());
-        let mut total = 0;
-        for il in &rs.checked.item_lets {
-            item_base.push(total);
-            total += match root.get(il.list_slot) {
+        let p = &*rs.program;
+        let mut item_base = Vec::with_capacity(p.item_lets.len());
+        let mut totals = [0usize; 3];
+        for (il, code) in rs.checked.item_lets.iter().zip(&p.item_lets) {
+            let total = totals.get_mut(code.kind() as usize);
+            let len = match root.get(il.list_slot) {
                 Value::List(items) => items.len(),
                 _ => 0,
             };
+            item_base.push(total.as_deref().copied().unwrap_or(0));
+            if let Some(t) = total {
+                *t += len;
+            }
         }
-        Ctx { rs, root, memo: vec![None; rs.checked.lets.len()], item_memo: vec![None; total], item_base, failed_in: None }
+        let [bools, nums, vals] = p.let_counts;
+        let [item_bools, item_nums, item_vals] = totals;
+        Ctx {
+            rs,
+            root,
+            memo: vec![None; vals],
+            bools: vec![0; bools],
+            nums: vec![None; nums],
+            item_memo: vec![None; item_vals],
+            item_bools: vec![0; item_bools],
+            item_nums: vec![None; item_nums],
+            item_base,
+            failed_in: None,
+        }
     }
 
     /// Turns an error kind into an error naming the innermost value that failed, or `rule`.
@@ -188,20 +220,23 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The memo index of item `frame`'s value `id` (in the memo of its kind).
     #[inline(always)]
-    pub(crate) fn item_let_value(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
+    fn item_key(&self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<usize, ErrorKind> {
         let Some((_, index)) = stack.frame(frame) else {
             return Err(ErrorKind::Internal);
         };
-        let key = self.item_base.get(id).map(|b| b + index as usize);
-        if let Some(Some(v)) = key.and_then(|k| self.item_memo.get(k)) {
-            return Ok(*v);
-        }
-        self.compute_item_let(id, frame, stack, key)
+        self.item_base.get(id).map(|b| b + index as usize).ok_or(ErrorKind::Internal)
     }
 
-    #[inline(never)]
-    fn compute_item_let(&mut self, id: usize, frame: u8, stack: &Stack<'a>, key: Option<usize>) -> Result<V<'a>, ErrorKind> {
+    /// Evaluates item value `id` for the item in frame `frame`; a failure names the value.
+    fn eval_item<T>(
+        &mut self,
+        id: usize,
+        frame: u8,
+        stack: &Stack<'a>,
+        eval: impl FnOnce(&Code, &mut Ctx<'a>, &Stack<'a>) -> Result<T, ErrorKind>,
+    ) -> Result<T, ErrorKind> {
         let Some((item, index)) = stack.frame(frame) else {
             return Err(ErrorKind::Internal);
         };
@@ -212,51 +247,145 @@ impl<'a> Ctx<'a> {
         // An item value sees the root and its item; the caller's scope is that already when the
         // item is its only frame.
         let v = if frame == 1 && stack.len == 2 {
-            code.eval(self, stack)
+            eval(code, self, stack)
         } else {
-            code.eval(self, &Stack::with_item(self.root, item, index as usize))
+            eval(code, self, &Stack::with_item(self.root, item, index as usize))
         };
-        let v = match v {
-            Ok(v) => v,
-            Err(k) => {
-                self.note_failure(&def.name, def.span);
-                return Err(k);
-            }
-        };
-        if let Some(slot) = key.and_then(|k| self.item_memo.get_mut(k)) {
-            *slot = Some(v);
+        if v.is_err() {
+            self.note_failure(&def.name, def.span);
         }
-        Ok(v)
+        v
     }
 
-    /// The value of a top-level named value (computed once per record).
-    #[inline(always)]
-    pub fn let_value(&mut self, id: usize) -> Result<V<'a>, ErrorKind> {
-        if let Some(Some(v)) = self.memo.get(id) {
-            return Ok(*v);
+    /// Evaluates top-level value `id`; a failure names the value.
+    fn eval_let<T>(
+        &mut self,
+        id: usize,
+        eval: impl FnOnce(&Code, &mut Ctx<'a>, &Stack<'a>) -> Result<T, ErrorKind>,
+    ) -> Result<T, ErrorKind> {
+        let rs = self.rs;
+        let (Some(def), Some(code)) = (rs.checked.lets.get(id), rs.program.lets.get(id)) else {
+            return Err(ErrorKind::Internal);
+        };
+        let v = eval(code, self, &Stack::root(self.root));
+        if v.is_err() {
+            self.note_failure(&def.name, def.span);
         }
-        self.compute_let(id)
+        v
+    }
+
+    /// The value of item-level value `id` for the item in frame `frame`, whatever its kind.
+    pub(crate) fn item_let_value(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
+        match self.rs.program.item_lets.get(id).map(Code::kind) {
+            Some(Kind::Bool) => self.bool_item(id, frame, stack).map(V::Bool),
+            Some(Kind::Num) => self.num_item(id, frame, stack).map(V::Num),
+            _ => {
+                let key = self.item_key(id, frame, stack)?;
+                if let Some(Some(v)) = self.item_memo.get(key) {
+                    return Ok(*v);
+                }
+                let v = self.eval_item(id, frame, stack, Code::eval)?;
+                if let Some(slot) = self.item_memo.get_mut(key) {
+                    *slot = Some(v);
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    /// Item-level condition `id` (lowered as [`Kind::Bool`]) for the item in frame `frame`.
+    #[inline(always)]
+    pub(crate) fn bool_item(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<bool, ErrorKind> {
+        let key = self.item_key(id, frame, stack)?;
+        match self.item_bools.get(key) {
+            Some(&b) if b != 0 => Ok(b == 2),
+            _ => self.compute_bool_item(id, frame, stack, key),
+        }
     }
 
     #[inline(never)]
-    fn compute_let(&mut self, id: usize) -> Result<V<'a>, ErrorKind> {
-        let rs = self.rs;
-        let Some(def) = rs.checked.lets.get(id) else {
-            return Err(ErrorKind::Internal);
-        };
-        let Some(code) = rs.program.lets.get(id) else {
-            return Err(ErrorKind::Internal);
-        };
-        let v = match code.eval(self, &Stack::root(self.root)) {
-            Ok(v) => v,
-            Err(k) => {
-                self.note_failure(&def.name, def.span);
-                return Err(k);
-            }
-        };
-        if let Some(slot) = self.memo.get_mut(id) {
-            *slot = Some(v);
+    fn compute_bool_item(&mut self, id: usize, frame: u8, stack: &Stack<'a>, key: usize) -> Result<bool, ErrorKind> {
+        let b = self.eval_item(id, frame, stack, Code::truth)?;
+        if let Some(slot) = self.item_bools.get_mut(key) {
+            *slot = stored(b);
         }
-        Ok(v)
+        Ok(b)
+    }
+
+    /// Item-level number `id` (lowered as [`Kind::Num`]) for the item in frame `frame`.
+    #[inline(always)]
+    pub(crate) fn num_item(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<Num, ErrorKind> {
+        let key = self.item_key(id, frame, stack)?;
+        match self.item_nums.get(key) {
+            Some(Some(n)) => Ok(*n),
+            _ => self.compute_num_item(id, frame, stack, key),
+        }
+    }
+
+    #[inline(never)]
+    fn compute_num_item(&mut self, id: usize, frame: u8, stack: &Stack<'a>, key: usize) -> Result<Num, ErrorKind> {
+        let n = self.eval_item(id, frame, stack, Code::number)?;
+        if let Some(slot) = self.item_nums.get_mut(key) {
+            *slot = Some(n);
+        }
+        Ok(n)
+    }
+
+    /// The value of a top-level named value (computed once per record), whatever its kind.
+    pub fn let_value(&mut self, id: usize) -> Result<V<'a>, ErrorKind> {
+        let p = &*self.rs.program;
+        match p.lets.get(id).map(Code::kind) {
+            Some(Kind::Bool) => self.bool_let(id).map(V::Bool),
+            Some(Kind::Num) => self.num_let(id).map(V::Num),
+            _ => {
+                let slot = p.let_slots.get(id).copied().ok_or(ErrorKind::Internal)?;
+                if let Some(Some(v)) = self.memo.get(slot) {
+                    return Ok(*v);
+                }
+                let v = self.eval_let(id, Code::eval)?;
+                if let Some(m) = self.memo.get_mut(slot) {
+                    *m = Some(v);
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    /// Top-level condition `id` (lowered as [`Kind::Bool`]).
+    #[inline(always)]
+    pub(crate) fn bool_let(&mut self, id: usize) -> Result<bool, ErrorKind> {
+        let slot = self.rs.program.let_slots.get(id).copied().ok_or(ErrorKind::Internal)?;
+        match self.bools.get(slot) {
+            Some(&b) if b != 0 => Ok(b == 2),
+            _ => self.compute_bool_let(id, slot),
+        }
+    }
+
+    #[inline(never)]
+    fn compute_bool_let(&mut self, id: usize, slot: usize) -> Result<bool, ErrorKind> {
+        let b = self.eval_let(id, Code::truth)?;
+        if let Some(m) = self.bools.get_mut(slot) {
+            *m = stored(b);
+        }
+        Ok(b)
+    }
+
+    /// Top-level number `id` (lowered as [`Kind::Num`]).
+    #[inline(always)]
+    pub(crate) fn num_let(&mut self, id: usize) -> Result<Num, ErrorKind> {
+        let slot = self.rs.program.let_slots.get(id).copied().ok_or(ErrorKind::Internal)?;
+        match self.nums.get(slot) {
+            Some(Some(n)) => Ok(*n),
+            _ => self.compute_num_let(id, slot),
+        }
+    }
+
+    #[inline(never)]
+    fn compute_num_let(&mut self, id: usize, slot: usize) -> Result<Num, ErrorKind> {
+        let n = self.eval_let(id, Code::number)?;
+        if let Some(m) = self.nums.get_mut(slot) {
+            *m = Some(n);
+        }
+        Ok(n)
     }
 }

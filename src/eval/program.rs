@@ -34,21 +34,27 @@ fn val_fn<F: for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<V<'a>> + Send + Sync + 's
     ValArg::Code(Box::new(f))
 }
 
-/// An operand that yields a `bool`.
+/// An operand that yields a `bool`. `Let` and `Item` name values lowered as conditions (kept
+/// in the typed memo); `LetV` and `ItemV` name values of any kind.
 enum BoolArg {
     Lit(bool),
     Field(u8, u16),
     Let(usize),
     Item(u8, usize),
+    LetV(usize),
+    ItemV(u8, usize),
     Code(BoolFn),
 }
 
-/// An operand that yields a number.
+/// An operand that yields a number. `Let` and `Item` name values lowered as numbers (kept in
+/// the typed memo); `LetV` and `ItemV` name values of any kind.
 enum NumArg {
     Lit(Num),
     Field(u8, u16),
     Let(usize),
     Item(u8, usize),
+    LetV(usize),
+    ItemV(u8, usize),
     Code(NumFn),
 }
 
@@ -90,8 +96,10 @@ impl BoolArg {
                 Value::Absent => Err(ErrorKind::Absent),
                 _ => Err(ErrorKind::Type),
             },
-            BoolArg::Let(id) => as_bool(ctx.let_value(*id)?),
-            BoolArg::Item(f, id) => as_bool(ctx.item_let_value(*id, *f, st)?),
+            BoolArg::Let(id) => ctx.bool_let(*id),
+            BoolArg::Item(f, id) => ctx.bool_item(*id, *f, st),
+            BoolArg::LetV(id) => as_bool(ctx.let_value(*id)?),
+            BoolArg::ItemV(f, id) => as_bool(ctx.item_let_value(*id, *f, st)?),
             BoolArg::Code(c) => c(ctx, st),
         }
     }
@@ -107,8 +115,10 @@ impl NumArg {
                 Value::Absent => Err(ErrorKind::Absent),
                 _ => Err(ErrorKind::Type),
             },
-            NumArg::Let(id) => as_num(ctx.let_value(*id)?),
-            NumArg::Item(f, id) => as_num(ctx.item_let_value(*id, *f, st)?),
+            NumArg::Let(id) => ctx.num_let(*id),
+            NumArg::Item(f, id) => ctx.num_item(*id, *f, st),
+            NumArg::LetV(id) => as_num(ctx.let_value(*id)?),
+            NumArg::ItemV(f, id) => as_num(ctx.item_let_value(*id, *f, st)?),
             NumArg::Code(c) => c(ctx, st),
         }
     }
@@ -134,6 +144,17 @@ impl ValArg {
 /// A compiled expression: a condition, or a value of any type.
 pub struct Code(CodeKind);
 
+/// What a compiled expression yields, and so which memo keeps a named value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A `bool` (never absent).
+    Bool,
+    /// A number (never absent).
+    Num,
+    /// Any value, absent included.
+    Val,
+}
+
 enum CodeKind {
     Bool(BoolArg),
     Num(NumArg),
@@ -147,6 +168,25 @@ impl Code {
             CodeKind::Bool(b) => b.get(ctx, st).map(V::Bool),
             CodeKind::Num(n) => n.get(ctx, st).map(V::Num),
             CodeKind::Val(v) => v.get(ctx, st),
+        }
+    }
+
+    /// What the expression yields.
+    pub fn kind(&self) -> Kind {
+        match &self.0 {
+            CodeKind::Bool(_) => Kind::Bool,
+            CodeKind::Num(_) => Kind::Num,
+            CodeKind::Val(_) => Kind::Val,
+        }
+    }
+
+    /// The number of an expression lowered as one ([`Kind::Num`]).
+    #[inline]
+    pub fn number<'a>(&self, ctx: &mut Ctx<'a>, st: &Stack<'a>) -> R<Num> {
+        match &self.0 {
+            CodeKind::Num(n) => n.get(ctx, st),
+            CodeKind::Bool(b) => b.get(ctx, st).and(Err(ErrorKind::Type)),
+            CodeKind::Val(v) => as_num(v.get(ctx, st)?),
         }
     }
 
@@ -198,6 +238,14 @@ pub struct Program {
     pub lets: Vec<Code>,
     /// Item-level named values, by item-let id.
     pub item_lets: Vec<Code>,
+    /// Each named value's slot in the memo of its [`Kind`].
+    pub let_slots: Vec<usize>,
+    /// How many named values of each [`Kind`] (indexed by `Kind as usize`).
+    pub let_counts: [usize; 3],
+    /// Each item-level value's place among the item values of its [`Kind`].
+    pub item_slots: Vec<usize>,
+    /// How many item-level values of each [`Kind`].
+    pub item_counts: [usize; 3],
     /// Eligibility rules.
     pub eligibility: Vec<RuleCode>,
     /// Validity rules.
@@ -225,9 +273,15 @@ impl fmt::Debug for Program {
 impl Program {
     /// Compiles every expression of checked rules.
     pub fn lower(c: &Checked) -> Program {
-        let mut cx = Lower { checked: c, frames: vec![Some(0)], texts: Vec::new() };
-        let lets = c.lets.iter().map(|l| cx.code(&l.expr)).collect();
-        let item_lets = c
+        let mut cx = Lower {
+            checked: c,
+            frames: vec![Some(0)],
+            texts: Vec::new(),
+            let_absent: vec![None; c.lets.len()],
+            item_absent: vec![None; c.item_lets.len()],
+        };
+        let lets: Vec<Code> = c.lets.iter().map(|l| cx.code(&l.expr)).collect();
+        let item_lets: Vec<Code> = c
             .item_lets
             .iter()
             .map(|il| {
@@ -270,8 +324,42 @@ impl Program {
                 rank: q.rank.iter().map(|(e, _)| cx.code(e)).collect(),
             })
             .collect();
-        Program { lets, item_lets, eligibility, invalid, gates, vetoes, caps, flags, quotas, texts: cx.texts }
+        let (let_slots, let_counts) = memo_slots(&lets);
+        let (item_slots, item_counts) = memo_slots(&item_lets);
+        Program {
+            lets,
+            item_lets,
+            let_slots,
+            let_counts,
+            item_slots,
+            item_counts,
+            eligibility,
+            invalid,
+            gates,
+            vetoes,
+            caps,
+            flags,
+            quotas,
+            texts: cx.texts,
+        }
     }
+}
+
+/// Each named value's place in the memo of its kind, and how many each memo holds.
+fn memo_slots(codes: &[Code]) -> (Vec<usize>, [usize; 3]) {
+    let mut counts = [0; 3];
+    let slots = codes
+        .iter()
+        .map(|c| {
+            let k = c.kind() as usize;
+            let slot = counts.get(k).copied().unwrap_or(0);
+            if let Some(n) = counts.get_mut(k) {
+                *n += 1;
+            }
+            slot
+        })
+        .collect();
+    (slots, counts)
 }
 
 /// The lowering context: the record type of each scope frame, for picking typed closures.
@@ -279,6 +367,9 @@ struct Lower<'c> {
     checked: &'c Checked,
     frames: Vec<Option<RecordTypeId>>,
     texts: Vec<String>,
+    /// Whether each named value may be absent, once known.
+    let_absent: Vec<Option<bool>>,
+    item_absent: Vec<Option<bool>>,
 }
 
 fn ty_of_field(t: &FieldType) -> Ty {
@@ -385,12 +476,115 @@ impl Lower<'_> {
     }
 
     fn code(&mut self, ex: &Ex) -> Code {
-        // A value that may be absent (an optional field, a named value, `avg`, `??`, ...) stays
-        // a value: a typed closure would turn its absence into an error.
+        match self.kind_of(ex) {
+            Kind::Bool => Code(CodeKind::Bool(self.boolean(ex))),
+            Kind::Num => Code(CodeKind::Num(self.num(ex))),
+            Kind::Val => Code(CodeKind::Val(self.val(ex))),
+        }
+    }
+
+    /// How an expression is lowered: a value that may be absent (an optional field, `avg`,
+    /// `??` with such a fallback, ...) stays a value, as a typed closure would turn its absence
+    /// into an error.
+    fn kind_of(&mut self, ex: &Ex) -> Kind {
         match self.ty(ex) {
-            Some(Ty::Bool) if !may_be_absent(ex) => Code(CodeKind::Bool(self.boolean(ex))),
-            Some(Ty::Num) if !may_be_absent(ex) => Code(CodeKind::Num(self.num(ex))),
-            _ => Code(CodeKind::Val(self.val(ex))),
+            Some(Ty::Bool) if !self.may_be_absent(ex) => Kind::Bool,
+            Some(Ty::Num) if !self.may_be_absent(ex) => Kind::Num,
+            _ => Kind::Val,
+        }
+    }
+
+    /// Runs `f` in the scope a top-level named value (`item: None`) or an item-level value of
+    /// list `item` is defined in.
+    fn defined_in<T>(&mut self, item: Option<u16>, f: impl FnOnce(&mut Self) -> T) -> T {
+        let saved = std::mem::replace(&mut self.frames, vec![Some(0)]);
+        let out = match item {
+            None => f(self),
+            Some(list_slot) => {
+                let rt = self.field_ty(Some(0), list_slot).and_then(|t| match t {
+                    Ty::List(rt) => Some(rt),
+                    _ => None,
+                });
+                self.within(rt, f)
+            }
+        };
+        self.frames = saved;
+        out
+    }
+
+    /// The kind a top-level named value is lowered as.
+    fn let_kind(&mut self, id: usize) -> Kind {
+        match self.checked.lets.get(id) {
+            Some(l) => self.defined_in(None, |cx| cx.kind_of(&l.expr)),
+            None => Kind::Val,
+        }
+    }
+
+    /// The kind an item-level value is lowered as.
+    fn item_kind(&mut self, id: usize) -> Kind {
+        match self.checked.item_lets.get(id) {
+            Some(l) => self.defined_in(Some(l.list_slot), |cx| cx.kind_of(&l.expr)),
+            None => Kind::Val,
+        }
+    }
+
+    /// Whether an expression can yield an absent value rather than fail. Exact for fields,
+    /// named values and calls; any other leaf that could is `true`.
+    fn may_be_absent(&mut self, ex: &Ex) -> bool {
+        match ex {
+            Ex::Const(Const::Absent) | Ex::Agg { kind: AggKind::Avg | AggKind::Min | AggKind::Max, .. } => true,
+            Ex::Bin(Op::Coalesce, _, b) => self.may_be_absent(b),
+            Ex::If(_, a, b) => self.may_be_absent(a) || self.may_be_absent(b),
+            Ex::Match(_, arms, fallback) => {
+                arms.iter().any(|(_, e)| self.may_be_absent(e)) || fallback.as_deref().is_some_and(|f| self.may_be_absent(f))
+            }
+            // A field with a default is filled in; one without is absent only if optional.
+            Ex::Field { frame, slot } => {
+                let rt = self.frames.get(*frame as usize).copied().flatten();
+                match rt.and_then(|rt| self.checked.schema.records.get(rt)).and_then(|r| r.fields.get(*slot as usize)) {
+                    Some(f) => match &f.default {
+                        Some(c) => matches!(c, Const::Absent),
+                        None => f.optional,
+                    },
+                    None => true,
+                }
+            }
+            Ex::Let(id) => match self.let_absent.get(*id).copied().flatten() {
+                Some(known) => known,
+                None => {
+                    // Named values form no cycle (the checker refuses one); `true` meanwhile is safe.
+                    self.mark(*id, false, true);
+                    let absent = match self.checked.lets.get(*id) {
+                        Some(l) => self.defined_in(None, |cx| cx.may_be_absent(&l.expr)),
+                        None => true,
+                    };
+                    self.mark(*id, false, absent);
+                    absent
+                }
+            },
+            Ex::ItemLet { id, .. } => match self.item_absent.get(*id).copied().flatten() {
+                Some(known) => known,
+                None => {
+                    self.mark(*id, true, true);
+                    let absent = match self.checked.item_lets.get(*id) {
+                        Some(l) => self.defined_in(Some(l.list_slot), |cx| cx.may_be_absent(&l.expr)),
+                        None => true,
+                    };
+                    self.mark(*id, true, absent);
+                    absent
+                }
+            },
+            // Builtins fail on an absent argument; only `min()`/`max()` of nothing is absent.
+            Ex::Call(b, args) => matches!(b, Builtin::Min | Builtin::Max) && args.is_empty(),
+            Ex::SubField(..) => true,
+            _ => false,
+        }
+    }
+
+    fn mark(&mut self, id: usize, item: bool, absent: bool) {
+        let memo = if item { &mut self.item_absent } else { &mut self.let_absent };
+        if let Some(slot) = memo.get_mut(id) {
+            *slot = Some(absent);
         }
     }
 
@@ -435,8 +629,10 @@ impl Lower<'_> {
         match ex {
             Ex::Const(Const::Bool(b)) => BoolArg::Lit(*b),
             Ex::Field { frame, slot } => BoolArg::Field(*frame, *slot),
-            Ex::Let(id) => BoolArg::Let(*id),
-            Ex::ItemLet { frame, id } => BoolArg::Item(*frame, *id),
+            Ex::Let(id) if self.let_kind(*id) == Kind::Bool => BoolArg::Let(*id),
+            Ex::ItemLet { frame, id } if self.item_kind(*id) == Kind::Bool => BoolArg::Item(*frame, *id),
+            Ex::Let(id) => BoolArg::LetV(*id),
+            Ex::ItemLet { frame, id } => BoolArg::ItemV(*frame, *id),
             Ex::Not(e) => {
                 let e = self.boolean(e);
                 bool_fn(move |c, s| Ok(!e.get(c, s)?))
@@ -505,8 +701,10 @@ impl Lower<'_> {
         match ex {
             Ex::Const(Const::Num(n)) => NumArg::Lit(n.reduced()),
             Ex::Field { frame, slot } => NumArg::Field(*frame, *slot),
-            Ex::Let(id) => NumArg::Let(*id),
-            Ex::ItemLet { frame, id } => NumArg::Item(*frame, *id),
+            Ex::Let(id) if self.let_kind(*id) == Kind::Num => NumArg::Let(*id),
+            Ex::ItemLet { frame, id } if self.item_kind(*id) == Kind::Num => NumArg::Item(*frame, *id),
+            Ex::Let(id) => NumArg::LetV(*id),
+            Ex::ItemLet { frame, id } => NumArg::ItemV(*frame, *id),
             Ex::Neg(e) => {
                 let e = self.num(e);
                 num_fn(move |c, s| e.get(c, s)?.neg().map_err(num_err))
@@ -851,19 +1049,6 @@ impl Lower<'_> {
     }
 }
 
-/// Whether an expression can yield an absent value rather than fail (so it must be lowered
-/// as a value, not as a `bool` or a number). Conservative: any field, named value or call.
-fn may_be_absent(ex: &Ex) -> bool {
-    match ex {
-        Ex::Const(Const::Absent) | Ex::Agg { kind: AggKind::Avg | AggKind::Min | AggKind::Max, .. } => true,
-        Ex::Bin(Op::Coalesce, _, b) => may_be_absent(b),
-        Ex::If(_, a, b) => may_be_absent(a) || may_be_absent(b),
-        Ex::Match(_, arms, fallback) => arms.iter().any(|(_, e)| may_be_absent(e)) || fallback.as_deref().is_some_and(may_be_absent),
-        Ex::Field { .. } | Ex::SubField(..) | Ex::Let(_) | Ex::ItemLet { .. } | Ex::Call(..) => true,
-        _ => false,
-    }
-}
-
 /// Compares two numbers, the first evaluated first.
 #[inline(always)]
 fn num_cmp<'a>(a: &NumArg, b: &NumArg, c: &mut Ctx<'a>, s: &Stack<'a>) -> R<Ordering> {
@@ -949,6 +1134,51 @@ flag shown "SHOWN" when f absent because "flag {f}, points {p}"
         assert_eq!(o.total.map(|t| t.to_string()).as_deref(), Some("2"));
         let msg = o.trace.iter().find_map(|s| s.message.as_deref().filter(|m| m.starts_with("flag "))).expect("flag step");
         assert_eq!(msg, "flag (absent), points (absent)");
+    }
+
+    #[test]
+    fn named_values_are_typed_exactly_when_they_cannot_be_absent() {
+        use super::Kind;
+        const KINDS: &str = r#"ruleset kinds "Kinds" version "1" effective 2020-01-01
+record {
+  subject_id: text role subject
+  period:     text role period
+  n:          decimal
+  d:          decimal = 1
+  o:          decimal?
+  items:      list of { v: decimal, w: decimal? } = []
+}
+levels { good "Good" weak "Weak" }
+let required = max(0, n - 1)
+let defaulted = d
+let optional = o
+let through = optional
+let fallback = o ?? required
+let items.v2 = round(v, 0, half_up)
+let items.w2 = w
+let done = count(items where v2 > 0) > 0
+score total = round(required + defaulted + fallback + sum(items: v2), 2, half_up)
+classify by total { good when total >= 5 require done weak otherwise }
+"#;
+        let (rs, _) = compile("kinds.merit", KINDS).expect("compiles");
+        let kind = |name: &str| {
+            let id = rs.checked.lets.iter().position(|l| l.name == name).expect("a named value");
+            rs.program.lets[id].kind()
+        };
+        let item_kind = |name: &str| {
+            let id = rs.checked.item_lets.iter().position(|l| l.name == name).expect("an item value");
+            rs.program.item_lets[id].kind()
+        };
+        assert_eq!(
+            [kind("required"), kind("defaulted"), kind("fallback"), kind("done"), item_kind("v2")],
+            [Kind::Num, Kind::Num, Kind::Num, Kind::Bool, Kind::Num]
+        );
+        assert_eq!([kind("optional"), kind("through"), item_kind("w2")], [Kind::Val, Kind::Val, Kind::Val]);
+        // Each memo gives its values back as the same values.
+        let rec = from_json(&rs.checked.schema, &serde_json::json!({"subject_id": "K", "period": "2025", "n": 3, "items": [{"v": 2.5}]}))
+            .expect("fits");
+        let o = evaluate(&rs, &rec, TraceLevel::None).expect("classifies");
+        assert_eq!((o.level, o.total.map(|t| t.to_string())), (0, Some("8".to_string())), "2 + 1 + 2 + 3");
     }
 
     #[test]
