@@ -462,3 +462,49 @@ async fn records_the_direct_decoder_leaves_are_answered_the_long_way() {
     assert!(violations[0].description.contains("not a merit.v1.RecordValue"), "{}", violations[0].description);
     server.shutdown().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_past_its_deadline_ends_with_a_deadline_status_and_the_server_serves_on() {
+    let server = bundled().await;
+    let mut client = ClassificationServiceClient::new(channel(&server).await);
+    // Far more records than any server classifies within the deadlines below.
+    let records: Vec<pb::BatchRecord> = (0..20_000)
+        .map(|i| pb::BatchRecord {
+            record: Some(convert::json_record(&serde_json::json!({
+                "subject_id": format!("D{i}"), "agency_id": "A", "period": "2025", "general_points": 27, "task_points_assessed": 60
+            }))),
+            idempotency_key: String::new(),
+        })
+        .collect();
+    // 1 ms passes before the answers begin; 300 ms usually in the middle of them.
+    for timeout in [Duration::from_millis(1), Duration::from_millis(300)] {
+        let mut req = tonic::Request::new(pb::ClassifyBatchRequest {
+            ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }),
+            records: records.clone(),
+            options: None,
+        });
+        req.set_timeout(timeout);
+        let (status, answered) = match client.classify_batch(req).await {
+            Err(status) => (status, 0),
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                let mut answered = 0;
+                loop {
+                    match stream.message().await {
+                        Ok(Some(_)) => answered += 1,
+                        Ok(None) => panic!("all {answered} records answered despite a {timeout:?} deadline"),
+                        Err(status) => break (status, answered),
+                    }
+                }
+            }
+        };
+        println!("{timeout:?}: ended after {answered} answers: {:?} {}", status.code(), status.message());
+        assert!(matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled), "{status:?}");
+        if status.code() == Code::DeadlineExceeded {
+            assert_eq!(status.message(), format!("deadline exceeded after {answered} records"));
+        }
+    }
+    // The server goes on serving.
+    client.classify(request("reg366_individual", &example(), pb::TraceDetail::None)).await.expect("still serving");
+    server.shutdown().await.expect("stops");
+}
