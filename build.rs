@@ -1,10 +1,12 @@
 //! Compiles proto/merit/v1 with protox (no system protoc), generates the tonic client and
 //! server, the proto3 JSON mapping (pbjson), and writes the descriptor set for reflection.
 //!
-//! The classification service's server side is generated a second time, into `inbound/`: its
-//! request messages keep each record as the bytes it arrived in (`service::wire::RawRecord`),
-//! so the server decodes a record straight into the schema's slots instead of first building
-//! the value tree, and `Classify` answers with bytes encoded straight from the outcome
+//! `pb` gets the messages, the clients and the JSON mapping; the servers are generated apart,
+//! into `inbound/`, with merit's codec (`service::codec`: a request that does not parse is
+//! INVALID_ARGUMENT). There the messages that hold a request's record are generated anew so they
+//! keep each record as the bytes it arrived in (`service::wire::RawRecord`), and the server
+//! decodes a record straight into the schema's slots instead of first building the value tree;
+//! `Classify` answers with bytes encoded straight from the outcome
 //! (`service::encoded::EncodedResponse`). Every other message is the one generated for `pb`.
 
 use std::path::PathBuf;
@@ -26,15 +28,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let bytes = prost::Message::encode_to_vec(&fds);
     std::fs::write(out.join("merit_descriptor.bin"), &bytes)?;
-    tonic_prost_build::configure().build_client(true).build_server(true).btree_map(".").compile_fds(fds.clone())?;
+    tonic_prost_build::configure().build_client(true).build_server(false).btree_map(".").compile_fds(fds.clone())?;
     pbjson_build::Builder::new().register_descriptors(&bytes)?.btree_map(["."]).emit_fields().build(&[".merit.v1"])?;
 
     let inbound_dir = out.join("inbound");
     std::fs::create_dir_all(&inbound_dir)?;
-    let mut inbound = tonic_prost_build::configure().build_client(false).build_server(true).btree_map(".").out_dir(&inbound_dir);
-    let mut only_classification = fds;
-    for file in &mut only_classification.file {
-        file.service.retain(|s| s.name() == "ClassificationService");
+    let mut inbound = tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .btree_map(".")
+        .codec_path("crate::service::codec::Codec")
+        .out_dir(&inbound_dir);
+    for file in &fds.file {
         let package = format!(".{}", file.package());
         for name in file.message_type.iter().map(|m| m.name().to_string()).chain(file.enum_type.iter().map(|e| e.name().to_string())) {
             if INBOUND.contains(&name.as_str()) {
@@ -48,6 +53,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             inbound = inbound.extern_path(format!("{package}.{name}"), rust);
         }
     }
-    inbound.compile_fds(only_classification)?;
+    inbound.compile_fds(fds)?;
     Ok(())
 }

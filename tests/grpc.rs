@@ -508,3 +508,53 @@ async fn a_batch_past_its_deadline_ends_with_a_deadline_status_and_the_server_se
     client.classify(request("reg366_individual", &example(), pb::TraceDetail::None)).await.expect("still serving");
     server.shutdown().await.expect("stops");
 }
+
+/// Any bytes, as a message (to send requests no generated client would).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct AnyBytes(Vec<u8>);
+
+impl prost::Message for AnyBytes {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_is_no_message_is_invalid_argument_on_every_service() {
+    let server = bundled().await;
+    // Field 1, length-delimited, 5 bytes long, but only one byte follows.
+    let cut_short = AnyBytes(vec![0x0a, 0x05, 0x01]);
+    for method in [
+        "/merit.v1.ClassificationService/Classify",
+        "/merit.v1.ClassificationService/ClassifyCohort",
+        "/merit.v1.RuleSetService/GetRuleSet",
+        "/merit.v1.EvaluationService/ListEvaluations",
+    ] {
+        let mut grpc = tonic::client::Grpc::new(channel(&server).await);
+        grpc.ready().await.expect("ready");
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+        let codec = tonic_prost::ProstCodec::<AnyBytes, AnyBytes>::default();
+        let err = grpc.unary(tonic::Request::new(cut_short.clone()), path, codec).await.expect_err("no message");
+        assert_eq!(err.code(), Code::InvalidArgument, "{method}: {err:?}");
+        assert!(err.message().starts_with("the request is no valid protobuf message"), "{method}: {}", err.message());
+    }
+    // The server goes on serving.
+    let mut client = ClassificationServiceClient::new(channel(&server).await);
+    client.classify(request("reg366_individual", &example(), pb::TraceDetail::None)).await.expect("still serving");
+    server.shutdown().await.expect("stops");
+}

@@ -1,7 +1,8 @@
-//! Any bytes as a ClassifyRequest: decoding never panics, and the direct record decoder
-//! agrees with the long way (value tree, then the JSON path) whenever it accepts a record.
+//! Any bytes as a ClassifyRequest: decoding never panics; whenever the direct record decoder
+//! accepts a record, the long way (the whole request decoded as a value tree, then the JSON
+//! path) accepts the same record; and a period read directly is the one the tree holds.
 #![no_main]
-use merit::service::{convert, inbound, wire};
+use merit::service::{convert, inbound, pb, wire};
 use prost::Message;
 use std::sync::LazyLock;
 
@@ -12,8 +13,17 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(req) = inbound::ClassifyRequest::decode(data) else { return };
     let Some(raw) = req.record else { return };
     let schema = &RULES.checked.schema;
-    if let Some(fast) = wire::record(schema, &raw) {
-        let Ok(tree) = raw.tree() else { panic!("the direct decoder accepted bytes that are no RecordValue") };
+    let direct = wire::record(schema, &raw);
+    let period = wire::text_field(&raw, "period");
+    if direct.is_none() && period.is_err() {
+        return;
+    }
+    let Ok(whole) = pb::ClassifyRequest::decode(data) else { panic!("the direct reading took a request that is no ClassifyRequest") };
+    let tree = whole.record.unwrap_or_default();
+    if let Ok(p) = period {
+        assert_eq!(p, convert::tree_text(&tree, "period"), "the period read directly differs from the tree's");
+    }
+    if let Some(fast) = direct {
         let checked = merit::eval::record::from_json(schema, &convert::record_json(&tree));
         let Ok(c) = checked else { panic!("the direct decoder accepted a record the JSON path rejects") };
         assert_eq!(merit::eval::record::to_json(schema, &fast), merit::eval::record::to_json(schema, &c));

@@ -242,10 +242,6 @@ pub struct Program {
     pub let_slots: Vec<usize>,
     /// How many named values of each [`Kind`] (indexed by `Kind as usize`).
     pub let_counts: [usize; 3],
-    /// Each item-level value's place among the item values of its [`Kind`].
-    pub item_slots: Vec<usize>,
-    /// How many item-level values of each [`Kind`].
-    pub item_counts: [usize; 3],
     /// Eligibility rules.
     pub eligibility: Vec<RuleCode>,
     /// Validity rules.
@@ -325,27 +321,12 @@ impl Program {
             })
             .collect();
         let (let_slots, let_counts) = memo_slots(&lets);
-        let (item_slots, item_counts) = memo_slots(&item_lets);
-        Program {
-            lets,
-            item_lets,
-            let_slots,
-            let_counts,
-            item_slots,
-            item_counts,
-            eligibility,
-            invalid,
-            gates,
-            vetoes,
-            caps,
-            flags,
-            quotas,
-            texts: cx.texts,
-        }
+        Program { lets, item_lets, let_slots, let_counts, eligibility, invalid, gates, vetoes, caps, flags, quotas, texts: cx.texts }
     }
 }
 
-/// Each named value's place in the memo of its kind, and how many each memo holds.
+/// Each named value's place in the memo of its kind, and how many each memo holds. (Item values
+/// get theirs per record, from their lists' lengths: see `Ctx::new`.)
 fn memo_slots(codes: &[Code]) -> (Vec<usize>, [usize; 3]) {
     let mut counts = [0; 3];
     let slots = codes

@@ -182,3 +182,11 @@ fn field(schema: &Schema, f: &Field) -> pb::FieldSchema {
         range,
     }
 }
+
+/// The text of a field of a value tree (for choosing the rule-set version by period).
+pub fn tree_text<'a>(r: &'a pb::RecordValue, field: &str) -> Option<&'a str> {
+    match r.fields.get(field)?.kind.as_ref()? {
+        pb::value::Kind::Text(t) | pb::value::Kind::Date(t) => Some(t),
+        _ => None,
+    }
+}

@@ -78,8 +78,9 @@ fn put_bytes(tag: u32, b: &[u8], out: &mut Vec<u8>) {
 fn classification(rs: &RuleSet, parts: &AnswerParts, record: &Record, o: &Outcome, out: &mut Vec<u8>) {
     out.extend_from_slice(&parts.identity);
     put_string(2, answer::subject_of(rs, record), out);
-    if let Some(b) = parts.outcomes.get(usize::from(o.level)) {
-        out.extend_from_slice(b);
+    match parts.outcomes.get(usize::from(o.level)) {
+        Some(b) => out.extend_from_slice(b),
+        None => prost::encoding::message::encode(3, &convert::outcome(rs, o.level), out),
     }
     if let Some(t) = &o.total {
         put_bytes(4, answer::format_total(t).as_bytes(), out);

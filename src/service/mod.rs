@@ -2,6 +2,7 @@
 //! answer and a CLI answer never differ. Health checking, reflection, limits, hot reload,
 //! metrics and graceful shutdown live here too.
 
+pub mod codec;
 pub mod convert;
 pub mod encoded;
 pub mod metrics;
@@ -29,8 +30,9 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/merit.v1.serde.rs"));
 }
 
-/// The classification service's server side, whose requests keep each record as the bytes it
-/// arrived in ([`wire::RawRecord`]); every other message is [`pb`]'s.
+/// The servers of `merit.v1`, with merit's codec ([`codec`]); the requests that hold a record
+/// keep it as the bytes it arrived in ([`wire::RawRecord`]), and `Classify` answers with bytes
+/// ([`encoded::EncodedResponse`]); every other message is [`pb`]'s.
 #[allow(clippy::all, clippy::pedantic, missing_docs, reason = "generated code")]
 pub mod inbound {
     include!(concat!(env!("OUT_DIR"), "/inbound/merit.v1.rs"));
@@ -240,9 +242,9 @@ impl Running {
 /// Starts the server on a bound listener (use port 0 for an ephemeral port).
 pub async fn start(config: Config, listener: TcpListener) -> Result<Running, String> {
     use inbound::classification_service_server::ClassificationServiceServer;
-    use pb::evaluation_service_server::EvaluationServiceServer;
-    use pb::replay_service_server::ReplayServiceServer;
-    use pb::rule_set_service_server::RuleSetServiceServer;
+    use inbound::evaluation_service_server::EvaluationServiceServer;
+    use inbound::replay_service_server::ReplayServiceServer;
+    use inbound::rule_set_service_server::RuleSetServiceServer;
 
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let registry = initial_registry(&config.rules)?;

@@ -103,7 +103,7 @@ pub fn summary(s: &replay::Summary) -> pb::ReplaySummary {
 }
 
 #[tonic::async_trait]
-impl pb::replay_service_server::ReplayService for Replays {
+impl super::inbound::replay_service_server::ReplayService for Replays {
     type ReplayStream = ReplayStream;
 
     async fn replay(&self, request: Request<pb::ReplayRequest>) -> Result<Response<ReplayStream>, Status> {

@@ -149,7 +149,19 @@ impl Classifier {
         value: &RawRecord,
         level: TraceLevel,
     ) -> Result<Classified, Status> {
-        let loaded = resolve_by(reg, reference, |f| wire::text_field(value, f))?;
+        let doubt = std::cell::Cell::new(false);
+        let mut loaded = resolve_by(reg, reference, |f| {
+            wire::text_field(value, f).unwrap_or_else(|wire::Doubt| {
+                doubt.set(true);
+                None
+            })
+        });
+        if doubt.get() {
+            // The period is read from the value tree, as the bytes leave the direct reading in doubt.
+            let tree = tree_of(value, "record")?;
+            loaded = resolve_by(reg, reference, |f| convert::tree_text(&tree, f));
+        }
+        let loaded = loaded?;
         let rs = &loaded.rs;
         let span = tracing::debug_span!("classify", ruleset = %rs.checked.id, hash = %rs.hash, outcome = tracing::field::Empty);
         let _enter = span.enter();
@@ -422,7 +434,7 @@ pub(super) fn filter_of(f: Option<&pb::EvaluationFilter>) -> Result<crate::store
 }
 
 #[tonic::async_trait]
-impl pb::evaluation_service_server::EvaluationService for Evaluations {
+impl inbound::evaluation_service_server::EvaluationService for Evaluations {
     async fn get_evaluation(&self, request: Request<pb::GetEvaluationRequest>) -> Result<Response<pb::GetEvaluationResponse>, Status> {
         let started = Instant::now();
         let result = self.get_one(request.into_inner()).await;
@@ -485,7 +497,7 @@ impl RuleSets {
 }
 
 #[tonic::async_trait]
-impl pb::rule_set_service_server::RuleSetService for RuleSets {
+impl inbound::rule_set_service_server::RuleSetService for RuleSets {
     async fn check_rules(&self, request: Request<pb::CheckRulesRequest>) -> Result<Response<pb::CheckRulesResponse>, Status> {
         let started = Instant::now();
         let req = request.into_inner();

@@ -13,7 +13,7 @@ use crate::eval::record::{Record, Value, from_const};
 use crate::num::Num;
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
-use prost::encoding::{DecodeContext, WireType, decode_varint, encode_key, encode_varint, skip_field};
+use prost::encoding::{DecodeContext, WireType, check_wire_type, decode_varint, encode_key, encode_varint, skip_field};
 
 /// A `merit.v1.RecordValue` message kept as its encoded fields, in arrival order.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -42,11 +42,12 @@ impl Message for RawRecord {
     }
 
     fn merge_field(&mut self, tag: u32, wire_type: WireType, buf: &mut impl Buf, ctx: DecodeContext) -> Result<(), prost::DecodeError> {
-        // Only the map's entries are kept (field 1); other fields are skipped, as a decoder of
-        // the tree would skip them.
-        if tag != 1 || wire_type != WireType::LengthDelimited {
+        // Only the map's entries are kept (field 1, which must be length-delimited, as the tree's
+        // decoder demands); other fields are skipped, as that decoder skips them.
+        if tag != 1 {
             return skip_field(wire_type, tag, buf, ctx);
         }
+        check_wire_type(WireType::LengthDelimited, wire_type)?;
         let declared = decode_varint(buf)?;
         let Some(len) = usize::try_from(declared).ok().filter(|l| *l <= buf.remaining()) else {
             // Longer than what is left: prost's own skip reports the underflow.
@@ -73,7 +74,7 @@ impl Message for RawRecord {
     }
 }
 
-/// A protobuf field: its number and its payload.
+/// A protobuf field's payload.
 enum Payload<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
@@ -107,8 +108,8 @@ fn fields(mut buf: &[u8]) -> impl Iterator<Item = Option<(u32, Payload<'_>)>> {
     })
 }
 
-/// One value of the tree, borrowed from the bytes.
-enum Kind<'a> {
+/// A value as given in the bytes, borrowed from them.
+enum Given<'a> {
     Text(&'a str),
     Boolean(bool),
     Integer(i64),
@@ -120,18 +121,18 @@ enum Kind<'a> {
 
 /// A `Value` message's kind; `Ok(None)` for an unset value, `Err` for anything the direct path
 /// leaves to the long way (more than one kind set, malformed text).
-fn kind(bytes: &[u8]) -> Result<Option<Kind<'_>>, ()> {
+fn kind(bytes: &[u8]) -> Result<Option<Given<'_>>, ()> {
     let mut found = None;
     for field in fields(bytes) {
         let k = match field.ok_or(())? {
-            (1, Payload::Bytes(b)) => Kind::Text(std::str::from_utf8(b).map_err(|_| ())?),
-            (2, Payload::Varint(v)) => Kind::Boolean(v != 0),
+            (1, Payload::Bytes(b)) => Given::Text(std::str::from_utf8(b).map_err(|_| ())?),
+            (2, Payload::Varint(v)) => Given::Boolean(v != 0),
             // int64 travels as its two's-complement bits.
-            (3, Payload::Varint(v)) => Kind::Integer(v.cast_signed()),
-            (4, Payload::Bytes(b)) => Kind::Decimal(std::str::from_utf8(b).map_err(|_| ())?),
-            (5, Payload::Bytes(b)) => Kind::Date(std::str::from_utf8(b).map_err(|_| ())?),
-            (6, Payload::Bytes(b)) => Kind::List(b),
-            (7, Payload::Bytes(b)) => Kind::Record(b),
+            (3, Payload::Varint(v)) => Given::Integer(v.cast_signed()),
+            (4, Payload::Bytes(b)) => Given::Decimal(std::str::from_utf8(b).map_err(|_| ())?),
+            (5, Payload::Bytes(b)) => Given::Date(std::str::from_utf8(b).map_err(|_| ())?),
+            (6, Payload::Bytes(b)) => Given::List(b),
+            (7, Payload::Bytes(b)) => Given::Record(b),
             _ => return Err(()),
         };
         if found.replace(k).is_some() {
@@ -200,7 +201,7 @@ fn record_at(schema: &Schema, rt: usize, bytes: &[u8]) -> Option<Record> {
 }
 
 /// Writes a given value into its slot; `None` when it does not fit the field.
-fn set_value(schema: &Schema, f: &Field, k: Kind<'_>, slot: &mut Value) -> Option<()> {
+fn set_value(schema: &Schema, f: &Field, k: Given<'_>, slot: &mut Value) -> Option<()> {
     let bounds = match &f.ty {
         FieldType::Integer(b) | FieldType::Decimal(b) => Some(b),
         _ => None,
@@ -216,15 +217,15 @@ fn set_value(schema: &Schema, f: &Field, k: Kind<'_>, slot: &mut Value) -> Optio
         Some(())
     };
     match (&f.ty, k) {
-        (FieldType::Text, Kind::Text(t) | Kind::Date(t)) => {
+        (FieldType::Text, Given::Text(t) | Given::Date(t)) => {
             if f.role == Some(Role::Period) && date::parse_period(t).is_none() {
                 return None;
             }
             let text = if unicode_normalization::is_nfc(t) { t.to_string() } else { crate::check::ir::nfc(t) };
             *slot = Value::Text(text.into_boxed_str());
         }
-        (FieldType::Bool, Kind::Boolean(b)) => *slot = Value::Bool(b),
-        (FieldType::Integer(b) | FieldType::Decimal(b), Kind::Integer(i)) => {
+        (FieldType::Bool, Given::Boolean(b)) => *slot = Value::Bool(b),
+        (FieldType::Integer(b) | FieldType::Decimal(b), Given::Integer(i)) => {
             let n = Num::from_int(i);
             if !b.contains(&n) {
                 return None;
@@ -232,28 +233,28 @@ fn set_value(schema: &Schema, f: &Field, k: Kind<'_>, slot: &mut Value) -> Optio
             *slot = Value::Num(n);
         }
         // As the JSON path reads it: only text that is a JSON number.
-        (FieldType::Integer(_), Kind::Decimal(d)) if is_json_number(d) => number(d, true)?,
-        (FieldType::Decimal(_), Kind::Decimal(d)) if is_json_number(d) => number(d, false)?,
-        (FieldType::Decimal(_), Kind::Text(d)) => number(d, false)?,
-        (FieldType::Date, Kind::Date(d) | Kind::Text(d)) => *slot = Value::Date(date::parse_date(d)?),
-        (FieldType::Level, Kind::Text(t)) => {
+        (FieldType::Integer(_), Given::Decimal(d)) if is_json_number(d) => number(d, true)?,
+        (FieldType::Decimal(_), Given::Decimal(d)) if is_json_number(d) => number(d, false)?,
+        (FieldType::Decimal(_), Given::Text(d)) => number(d, false)?,
+        (FieldType::Date, Given::Date(d) | Given::Text(d)) => *slot = Value::Date(date::parse_date(d)?),
+        (FieldType::Level, Given::Text(t)) => {
             let i = schema.levels.get(..schema.ordered_levels)?.iter().position(|l| l == t)?;
             *slot = Value::Level(u8::try_from(i).ok()?);
         }
-        (FieldType::Enum(e), Kind::Text(t)) => {
+        (FieldType::Enum(e), Given::Text(t)) => {
             let i = schema.enums.get(*e)?.values.iter().position(|v| v == t)?;
             *slot = Value::Enum(u16::try_from(*e).ok()?, u16::try_from(i).ok()?);
         }
-        (FieldType::List(rt), Kind::List(l)) => {
+        (FieldType::List(rt), Given::List(l)) => {
             let mut items = Vec::new();
             for field in fields(l) {
                 let (1, Payload::Bytes(item)) = field? else { return None };
-                let Ok(Some(Kind::Record(r))) = kind(item) else { return None };
+                let Ok(Some(Given::Record(r))) = kind(item) else { return None };
                 items.push(record_at(schema, *rt, r)?);
             }
             *slot = Value::List(items);
         }
-        (FieldType::Record(rt), Kind::Record(r)) => *slot = Value::Record(Box::new(record_at(schema, *rt, r)?)),
+        (FieldType::Record(rt), Given::Record(r)) => *slot = Value::Record(Box::new(record_at(schema, *rt, r)?)),
         _ => return None,
     }
     Some(())
@@ -294,22 +295,27 @@ fn is_json_number(text: &str) -> bool {
 }
 
 /// The text of a top-level field (for choosing the rule-set version by period); the last entry
-/// wins, as in the value tree.
-pub fn text_field<'a>(raw: &'a RawRecord, name: &str) -> Option<&'a str> {
+/// wins, as in the value tree. `Err` when the bytes hold anything the direct reading does not
+/// take exactly as the value tree would (an entry or value with unknown or repeated fields):
+/// the caller then reads the tree.
+pub fn text_field<'a>(raw: &'a RawRecord, name: &str) -> Result<Option<&'a str>, Doubt> {
     let mut found = None;
     for field in fields(&raw.encoded) {
-        let Some((1, Payload::Bytes(e))) = field else { return None };
-        if let Some((key, value)) = entry(e)
-            && key == name.as_bytes()
-        {
-            found = match value.map(kind) {
-                Some(Ok(Some(Kind::Text(t) | Kind::Date(t)))) => Some(t),
+        let Some((1, Payload::Bytes(e))) = field else { return Err(Doubt) };
+        let (key, value) = entry(e).ok_or(Doubt)?;
+        if key == name.as_bytes() {
+            found = match value.map(kind).transpose().map_err(|()| Doubt)?.flatten() {
+                Some(Given::Text(t) | Given::Date(t)) => Some(t),
                 _ => None,
             };
         }
     }
-    found
+    Ok(found)
 }
+
+/// The direct reading cannot tell: read the value tree instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Doubt;
 
 #[cfg(test)]
 mod tests {
@@ -331,7 +337,7 @@ mod tests {
         let fast = record(schema, &raw(&json)).expect("the example fits");
         let checked = from_json(schema, &json).expect("the example fits");
         assert_eq!(to_json_text(schema, &fast), to_json_text(schema, &checked));
-        assert_eq!(text_field(&raw(&json), "period"), json["period"].as_str());
+        assert_eq!(text_field(&raw(&json), "period"), Ok(json["period"].as_str()));
         // An unknown field, at the root or in a list item, goes the long way, which names it.
         let mut root = json.clone();
         root["general_point"] = 27.into();
@@ -437,6 +443,47 @@ mod tests {
         assert_eq!(kept.tree().expect("a tree"), tree);
         // Truncated bytes are an error, not a panic.
         assert!(RawRecord::decode(bytes.get(..bytes.len() - 3).expect("long enough")).is_err());
+    }
+
+    #[test]
+    fn the_period_is_read_directly_only_when_the_bytes_leave_no_doubt() {
+        use super::Doubt;
+        // Entry {key: "period", value: <value>}.
+        let entry = |value: &[u8]| {
+            let mut e = vec![0x0a, 6];
+            e.extend_from_slice(b"period");
+            e.push(0x12);
+            e.push(value.len() as u8);
+            e.extend_from_slice(value);
+            let mut m = vec![0x0a, e.len() as u8];
+            m.extend_from_slice(&e);
+            m
+        };
+        let read = |bytes: Vec<u8>| {
+            let raw = RawRecord::decode(bytes.as_slice()).expect("protobuf");
+            text_field(&raw, "period").map(|t| t.map(str::to_string))
+        };
+        assert_eq!(read(entry(b"\x0a\x042025")), Ok(Some("2025".to_string())));
+        // The last entry wins, as in a map.
+        assert_eq!(read([entry(b"\x0a\x042024"), entry(b"\x0a\x042025")].concat()), Ok(Some("2025".to_string())));
+        // A value with an unknown field, or with its text twice: the tree decides.
+        assert_eq!(read(entry(b"\x0a\x042024\x78\x00")), Err(Doubt));
+        assert_eq!(read(entry(b"\x0a\x042024\x0a\x042025")), Err(Doubt));
+        // An entry with an unknown field, even after an entry that reads well.
+        let mut odd = entry(b"\x0a\x042024");
+        odd[1] += 2;
+        odd.extend_from_slice(&[0x18, 0x00]);
+        assert_eq!(read([entry(b"\x0a\x042025"), odd].concat()), Err(Doubt));
+    }
+
+    #[test]
+    fn a_map_field_of_the_wrong_wire_type_is_no_record() {
+        // Field 1 as a varint, before well-formed entries: the tree's decoder refuses it too.
+        let json: serde_json::Value = serde_json::from_str(include_str!("../../examples/staff_2025.json")).expect("example is JSON");
+        let mut bytes = vec![0x08, 0x00];
+        bytes.extend_from_slice(&json_record(&json).encode_to_vec());
+        assert!(RawRecord::decode(bytes.as_slice()).is_err());
+        assert!(crate::service::pb::RecordValue::decode(bytes.as_slice()).is_err());
     }
 
     #[test]
