@@ -126,23 +126,21 @@ pub struct Ctx<'a> {
     pub root: &'a Record,
     /// Named values of kind `Val`, by their slot ([`Program::let_slots`]).
     memo: Vec<Option<V<'a>>>,
-    /// Named conditions: 0 not yet computed, 1 false, 2 true.
-    bools: Vec<u8>,
+    /// Named conditions.
+    bools: Vec<Option<bool>>,
     /// Named numbers.
     nums: Vec<Option<Num>>,
     /// Item values by kind, per item-level value and item: `item_…[item_base[id] + index]`.
     item_memo: Vec<Option<V<'a>>>,
-    item_bools: Vec<u8>,
+    item_bools: Vec<Option<bool>>,
     item_nums: Vec<Option<Num>>,
     item_base: Vec<usize>,
     /// The innermost named value that failed, for the error message.
     failed_in: Option<(&'a str, Span)>,
 }
 
-/// A memoised condition as stored: 1 false, 2 true.
-fn stored(b: bool) -> u8 {
-    1 + u8::from(b)
-}
+/// Picks one of a context's memos.
+type MemoOf<'a, T> = for<'c> fn(&'c mut Ctx<'a>) -> &'c mut Vec<Option<T>>;
 
 pub(crate) fn num_err(e: NumError) -> ErrorKind {
     match e {
@@ -188,10 +186,10 @@ impl<'a> Ctx<'a> {
             rs,
             root,
             memo: vec![None; vals],
-            bools: vec![0; bools],
+            bools: vec![None; bools],
             nums: vec![None; nums],
             item_memo: vec![None; item_vals],
-            item_bools: vec![0; item_bools],
+            item_bools: vec![None; item_bools],
             item_nums: vec![None; item_nums],
             item_base,
             failed_in: None,
@@ -230,6 +228,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Evaluates item value `id` for the item in frame `frame`; a failure names the value.
+    #[inline(never)]
     fn eval_item<T>(
         &mut self,
         id: usize,
@@ -258,6 +257,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Evaluates top-level value `id`; a failure names the value.
+    #[inline(never)]
     fn eval_let<T>(
         &mut self,
         id: usize,
@@ -274,6 +274,24 @@ impl<'a> Ctx<'a> {
         v
     }
 
+    /// The value at `slot` of memo `memo`, computed by `compute` the first time.
+    #[inline(always)]
+    fn memoised<T: Copy>(
+        &mut self,
+        memo: MemoOf<'a, T>,
+        slot: usize,
+        compute: impl FnOnce(&mut Ctx<'a>) -> Result<T, ErrorKind>,
+    ) -> Result<T, ErrorKind> {
+        if let Some(Some(v)) = memo(self).get(slot) {
+            return Ok(*v);
+        }
+        let v = compute(self)?;
+        if let Some(m) = memo(self).get_mut(slot) {
+            *m = Some(v);
+        }
+        Ok(v)
+    }
+
     /// The value of item-level value `id` for the item in frame `frame`, whatever its kind.
     pub(crate) fn item_let_value(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<V<'a>, ErrorKind> {
         match self.rs.program.item_lets.get(id).map(Code::kind) {
@@ -281,14 +299,7 @@ impl<'a> Ctx<'a> {
             Some(Kind::Num) => self.num_item(id, frame, stack).map(V::Num),
             _ => {
                 let key = self.item_key(id, frame, stack)?;
-                if let Some(Some(v)) = self.item_memo.get(key) {
-                    return Ok(*v);
-                }
-                let v = self.eval_item(id, frame, stack, Code::eval)?;
-                if let Some(slot) = self.item_memo.get_mut(key) {
-                    *slot = Some(v);
-                }
-                Ok(v)
+                self.memoised(|c| &mut c.item_memo, key, |c| c.eval_item(id, frame, stack, Code::eval))
             }
         }
     }
@@ -297,38 +308,14 @@ impl<'a> Ctx<'a> {
     #[inline(always)]
     pub(crate) fn bool_item(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<bool, ErrorKind> {
         let key = self.item_key(id, frame, stack)?;
-        match self.item_bools.get(key) {
-            Some(&b) if b != 0 => Ok(b == 2),
-            _ => self.compute_bool_item(id, frame, stack, key),
-        }
-    }
-
-    #[inline(never)]
-    fn compute_bool_item(&mut self, id: usize, frame: u8, stack: &Stack<'a>, key: usize) -> Result<bool, ErrorKind> {
-        let b = self.eval_item(id, frame, stack, Code::truth)?;
-        if let Some(slot) = self.item_bools.get_mut(key) {
-            *slot = stored(b);
-        }
-        Ok(b)
+        self.memoised(|c| &mut c.item_bools, key, |c| c.eval_item(id, frame, stack, Code::truth))
     }
 
     /// Item-level number `id` (lowered as [`Kind::Num`]) for the item in frame `frame`.
     #[inline(always)]
     pub(crate) fn num_item(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<Num, ErrorKind> {
         let key = self.item_key(id, frame, stack)?;
-        match self.item_nums.get(key) {
-            Some(Some(n)) => Ok(*n),
-            _ => self.compute_num_item(id, frame, stack, key),
-        }
-    }
-
-    #[inline(never)]
-    fn compute_num_item(&mut self, id: usize, frame: u8, stack: &Stack<'a>, key: usize) -> Result<Num, ErrorKind> {
-        let n = self.eval_item(id, frame, stack, Code::number)?;
-        if let Some(slot) = self.item_nums.get_mut(key) {
-            *slot = Some(n);
-        }
-        Ok(n)
+        self.memoised(|c| &mut c.item_nums, key, |c| c.eval_item(id, frame, stack, Code::number))
     }
 
     /// The value of a top-level named value (computed once per record), whatever its kind.
@@ -339,14 +326,7 @@ impl<'a> Ctx<'a> {
             Some(Kind::Num) => self.num_let(id).map(V::Num),
             _ => {
                 let slot = p.let_slots.get(id).copied().ok_or(ErrorKind::Internal)?;
-                if let Some(Some(v)) = self.memo.get(slot) {
-                    return Ok(*v);
-                }
-                let v = self.eval_let(id, Code::eval)?;
-                if let Some(m) = self.memo.get_mut(slot) {
-                    *m = Some(v);
-                }
-                Ok(v)
+                self.memoised(|c| &mut c.memo, slot, |c| c.eval_let(id, Code::eval))
             }
         }
     }
@@ -355,37 +335,13 @@ impl<'a> Ctx<'a> {
     #[inline(always)]
     pub(crate) fn bool_let(&mut self, id: usize) -> Result<bool, ErrorKind> {
         let slot = self.rs.program.let_slots.get(id).copied().ok_or(ErrorKind::Internal)?;
-        match self.bools.get(slot) {
-            Some(&b) if b != 0 => Ok(b == 2),
-            _ => self.compute_bool_let(id, slot),
-        }
-    }
-
-    #[inline(never)]
-    fn compute_bool_let(&mut self, id: usize, slot: usize) -> Result<bool, ErrorKind> {
-        let b = self.eval_let(id, Code::truth)?;
-        if let Some(m) = self.bools.get_mut(slot) {
-            *m = stored(b);
-        }
-        Ok(b)
+        self.memoised(|c| &mut c.bools, slot, |c| c.eval_let(id, Code::truth))
     }
 
     /// Top-level number `id` (lowered as [`Kind::Num`]).
     #[inline(always)]
     pub(crate) fn num_let(&mut self, id: usize) -> Result<Num, ErrorKind> {
         let slot = self.rs.program.let_slots.get(id).copied().ok_or(ErrorKind::Internal)?;
-        match self.nums.get(slot) {
-            Some(Some(n)) => Ok(*n),
-            _ => self.compute_num_let(id, slot),
-        }
-    }
-
-    #[inline(never)]
-    fn compute_num_let(&mut self, id: usize, slot: usize) -> Result<Num, ErrorKind> {
-        let n = self.eval_let(id, Code::number)?;
-        if let Some(m) = self.nums.get_mut(slot) {
-            *m = Some(n);
-        }
-        Ok(n)
+        self.memoised(|c| &mut c.nums, slot, |c| c.eval_let(id, Code::number))
     }
 }
