@@ -194,7 +194,7 @@ impl Classifier {
         let Some(batcher) = batcher else { return Ok((convert::classification(rs, &c.record, &c.outcome), String::new())) };
         let (e, answer) = storing::evaluation(rs, &c.record, &c.outcome, None)?;
         let version = reference.and_then(|r| r.version.clone()).unwrap_or_default();
-        let hash = storing::request_hash(&["classify", &rs.checked.id, &version, &e.record]);
+        let hash = storing::request_hash(key, &["classify", &rs.checked.id, &version, &e.record]);
         let answers = storing::keep(batcher, key, hash, storing::source_of(&c.loaded), vec![(e, answer)]).await?;
         answers.into_iter().next().map(|(id, a)| (storing::trimmed(a, level), id)).ok_or_else(|| Status::internal("no stored answer"))
     }
@@ -344,7 +344,7 @@ impl Classifier {
         let records: Vec<&str> = evals.iter().map(|(e, _)| e.record.as_str()).collect();
         let mut parts = vec!["cohort", loaded.rs.checked.id.as_str(), version.as_str(), exemption_text.as_deref().unwrap_or("")];
         parts.extend(records);
-        let hash = storing::request_hash(&parts);
+        let hash = storing::request_hash(&key, &parts);
         let kept = storing::keep(&batcher, &key, hash, storing::source_of(&loaded), evals).await?;
         let (evaluation_ids, answers): (Vec<String>, Vec<pb::Classification>) =
             kept.into_iter().map(|(id, c)| (id, storing::trimmed(c, level))).unzip();

@@ -13,14 +13,25 @@ use std::sync::Arc;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// SHA-256 of the parts of a request that must match for a retry (hex).
-pub fn request_hash(parts: &[&str]) -> String {
+/// SHA-256 of the parts of a request that must match for a retry (hex); empty without an
+/// idempotency key, which is all it is for.
+pub fn request_hash(key: &str, parts: &[&str]) -> String {
+    if key.is_empty() {
+        return String::new();
+    }
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
         h.update([0u8]);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    let digest = h.finalize();
+    let mut out = String::with_capacity(2 * digest.len());
+    for b in digest {
+        for nibble in [b >> 4, b & 15] {
+            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+        }
+    }
+    out
 }
 
 /// The answer cut down to the trace detail asked for (stored answers keep the full trace).
@@ -137,4 +148,16 @@ pub fn stored_message(e: &Evaluation) -> Result<pb::StoredEvaluation, Status> {
         cohort_id: e.cohort_id.clone().unwrap_or_default(),
         cohort_index: e.cohort_index.unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_hash;
+
+    #[test]
+    fn a_request_hash_is_the_lowercase_hex_sha256_of_its_parts_and_only_computed_for_a_key() {
+        // sha256("classify\0a\0"), as earlier versions wrote it into stores.
+        assert_eq!(request_hash("k", &["classify", "a"]), "95e8282486790fb3c4584dd1705f41cb7d3102eb92c92555db1680051c4744f4");
+        assert_eq!(request_hash("", &["classify", "a"]), "");
+    }
 }
