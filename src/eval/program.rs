@@ -19,43 +19,112 @@ use std::cmp::Ordering;
 use std::fmt;
 
 type R<T> = Result<T, ErrorKind>;
-type BoolFn = Box<dyn for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<bool> + Send + Sync>;
-type NumFn = Box<dyn for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<Num> + Send + Sync>;
+type TypedFn<T> = Box<dyn for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<T> + Send + Sync>;
 type ValFn = Box<dyn for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<V<'a>> + Send + Sync>;
 
 // The constructors pin each closure to the higher-ranked signature its box needs.
 fn bool_fn<F: for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<bool> + Send + Sync + 'static>(f: F) -> BoolArg {
-    BoolArg::Code(Box::new(f))
+    Arg::Code(Box::new(f))
 }
 fn num_fn<F: for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<Num> + Send + Sync + 'static>(f: F) -> NumArg {
-    NumArg::Code(Box::new(f))
+    Arg::Code(Box::new(f))
 }
 fn val_fn<F: for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<V<'a>> + Send + Sync + 'static>(f: F) -> ValArg {
     ValArg::Code(Box::new(f))
 }
 
-/// An operand that yields a `bool`. `Let` and `Item` name values lowered as conditions (kept
-/// in the typed memo); `LetV` and `ItemV` name values of any kind.
-enum BoolArg {
-    Lit(bool),
+/// An operand that yields a `T` (a `bool` or a number). `Let` and `Item` name values lowered
+/// as `T` (kept in the memo of that kind); `LetV` and `ItemV` name values of any kind.
+enum Arg<T> {
+    Lit(T),
     Field(u8, u16),
     Let(usize),
     Item(u8, usize),
     LetV(usize),
     ItemV(u8, usize),
-    Code(BoolFn),
+    Code(TypedFn<T>),
 }
 
-/// An operand that yields a number. `Let` and `Item` name values lowered as numbers (kept in
-/// the typed memo); `LetV` and `ItemV` name values of any kind.
-enum NumArg {
-    Lit(Num),
-    Field(u8, u16),
-    Let(usize),
-    Item(u8, usize),
-    LetV(usize),
-    ItemV(u8, usize),
-    Code(NumFn),
+/// An operand that yields a `bool`.
+type BoolArg = Arg<bool>;
+/// An operand that yields a number.
+type NumArg = Arg<Num>;
+
+/// A type an operand can be lowered to: how it is read from a record, a value and the memos.
+trait Typed: Copy + Sized {
+    fn of_field(v: &Value) -> Option<Self>;
+    fn of_value(v: V<'_>) -> Option<Self>;
+    fn named<'a>(ctx: &mut Ctx<'a>, id: usize) -> R<Self>;
+    fn item<'a>(ctx: &mut Ctx<'a>, id: usize, frame: u8, st: &Stack<'a>) -> R<Self>;
+}
+
+impl Typed for bool {
+    #[inline(always)]
+    fn of_field(v: &Value) -> Option<bool> {
+        if let Value::Bool(b) = v { Some(*b) } else { None }
+    }
+    #[inline(always)]
+    fn of_value(v: V<'_>) -> Option<bool> {
+        if let V::Bool(b) = v { Some(b) } else { None }
+    }
+    #[inline(always)]
+    fn named<'a>(ctx: &mut Ctx<'a>, id: usize) -> R<bool> {
+        ctx.bool_let(id)
+    }
+    #[inline(always)]
+    fn item<'a>(ctx: &mut Ctx<'a>, id: usize, frame: u8, st: &Stack<'a>) -> R<bool> {
+        ctx.bool_item(id, frame, st)
+    }
+}
+
+impl Typed for Num {
+    #[inline(always)]
+    fn of_field(v: &Value) -> Option<Num> {
+        if let Value::Num(n) = v { Some(*n) } else { None }
+    }
+    #[inline(always)]
+    fn of_value(v: V<'_>) -> Option<Num> {
+        if let V::Num(n) = v { Some(n) } else { None }
+    }
+    #[inline(always)]
+    fn named<'a>(ctx: &mut Ctx<'a>, id: usize) -> R<Num> {
+        ctx.num_let(id)
+    }
+    #[inline(always)]
+    fn item<'a>(ctx: &mut Ctx<'a>, id: usize, frame: u8, st: &Stack<'a>) -> R<Num> {
+        ctx.num_item(id, frame, st)
+    }
+}
+
+/// A value as a `T`: absent and other kinds are errors.
+fn typed<T: Typed>(v: V<'_>) -> R<T> {
+    T::of_value(v).ok_or(if matches!(v, V::Absent) { ErrorKind::Absent } else { ErrorKind::Type })
+}
+
+fn as_bool(v: V<'_>) -> R<bool> {
+    typed(v)
+}
+
+fn as_num(v: V<'_>) -> R<Num> {
+    typed(v)
+}
+
+impl<T: Typed> Arg<T> {
+    #[inline(always)]
+    fn get<'a>(&self, ctx: &mut Ctx<'a>, st: &Stack<'a>) -> R<T> {
+        match self {
+            Arg::Lit(x) => Ok(*x),
+            Arg::Field(f, s) => {
+                let v = st.value(*f, *s)?;
+                T::of_field(v).ok_or(if matches!(v, Value::Absent) { ErrorKind::Absent } else { ErrorKind::Type })
+            }
+            Arg::Let(id) => T::named(ctx, *id),
+            Arg::Item(f, id) => T::item(ctx, *id, *f, st),
+            Arg::LetV(id) => typed(ctx.let_value(*id)?),
+            Arg::ItemV(f, id) => typed(ctx.item_let_value(*id, *f, st)?),
+            Arg::Code(c) => c(ctx, st),
+        }
+    }
 }
 
 /// An operand that yields any value.
@@ -68,60 +137,6 @@ enum ValArg {
     Let(usize),
     Item(u8, usize),
     Code(ValFn),
-}
-
-fn as_bool(v: V<'_>) -> R<bool> {
-    match v {
-        V::Bool(b) => Ok(b),
-        V::Absent => Err(ErrorKind::Absent),
-        _ => Err(ErrorKind::Type),
-    }
-}
-
-fn as_num(v: V<'_>) -> R<Num> {
-    match v {
-        V::Num(n) => Ok(n),
-        V::Absent => Err(ErrorKind::Absent),
-        _ => Err(ErrorKind::Type),
-    }
-}
-
-impl BoolArg {
-    #[inline(always)]
-    fn get<'a>(&self, ctx: &mut Ctx<'a>, st: &Stack<'a>) -> R<bool> {
-        match self {
-            BoolArg::Lit(b) => Ok(*b),
-            BoolArg::Field(f, s) => match st.value(*f, *s)? {
-                Value::Bool(b) => Ok(*b),
-                Value::Absent => Err(ErrorKind::Absent),
-                _ => Err(ErrorKind::Type),
-            },
-            BoolArg::Let(id) => ctx.bool_let(*id),
-            BoolArg::Item(f, id) => ctx.bool_item(*id, *f, st),
-            BoolArg::LetV(id) => as_bool(ctx.let_value(*id)?),
-            BoolArg::ItemV(f, id) => as_bool(ctx.item_let_value(*id, *f, st)?),
-            BoolArg::Code(c) => c(ctx, st),
-        }
-    }
-}
-
-impl NumArg {
-    #[inline(always)]
-    fn get<'a>(&self, ctx: &mut Ctx<'a>, st: &Stack<'a>) -> R<Num> {
-        match self {
-            NumArg::Lit(n) => Ok(*n),
-            NumArg::Field(f, s) => match st.value(*f, *s)? {
-                Value::Num(n) => Ok(*n),
-                Value::Absent => Err(ErrorKind::Absent),
-                _ => Err(ErrorKind::Type),
-            },
-            NumArg::Let(id) => ctx.num_let(*id),
-            NumArg::Item(f, id) => ctx.num_item(*id, *f, st),
-            NumArg::LetV(id) => as_num(ctx.let_value(*id)?),
-            NumArg::ItemV(f, id) => as_num(ctx.item_let_value(*id, *f, st)?),
-            NumArg::Code(c) => c(ctx, st),
-        }
-    }
 }
 
 impl ValArg {
@@ -275,6 +290,8 @@ impl Program {
             texts: Vec::new(),
             let_absent: vec![None; c.lets.len()],
             item_absent: vec![None; c.item_lets.len()],
+            let_kinds: vec![None; c.lets.len()],
+            item_kinds: vec![None; c.item_lets.len()],
         };
         let lets: Vec<Code> = c.lets.iter().map(|l| cx.code(&l.expr)).collect();
         let item_lets: Vec<Code> = c
@@ -351,6 +368,9 @@ struct Lower<'c> {
     /// Whether each named value may be absent, once known.
     let_absent: Vec<Option<bool>>,
     item_absent: Vec<Option<bool>>,
+    /// The kind each named value is lowered as, once known.
+    let_kinds: Vec<Option<Kind>>,
+    item_kinds: Vec<Option<Kind>>,
 }
 
 fn ty_of_field(t: &FieldType) -> Ty {
@@ -495,18 +515,32 @@ impl Lower<'_> {
 
     /// The kind a top-level named value is lowered as.
     fn let_kind(&mut self, id: usize) -> Kind {
-        match self.checked.lets.get(id) {
+        if let Some(Some(k)) = self.let_kinds.get(id) {
+            return *k;
+        }
+        let k = match self.checked.lets.get(id) {
             Some(l) => self.defined_in(None, |cx| cx.kind_of(&l.expr)),
             None => Kind::Val,
+        };
+        if let Some(slot) = self.let_kinds.get_mut(id) {
+            *slot = Some(k);
         }
+        k
     }
 
     /// The kind an item-level value is lowered as.
     fn item_kind(&mut self, id: usize) -> Kind {
-        match self.checked.item_lets.get(id) {
+        if let Some(Some(k)) = self.item_kinds.get(id) {
+            return *k;
+        }
+        let k = match self.checked.item_lets.get(id) {
             Some(l) => self.defined_in(Some(l.list_slot), |cx| cx.kind_of(&l.expr)),
             None => Kind::Val,
+        };
+        if let Some(slot) = self.item_kinds.get_mut(id) {
+            *slot = Some(k);
         }
+        k
     }
 
     /// Whether an expression can yield an absent value rather than fail. Exact for fields,
@@ -608,12 +642,12 @@ impl Lower<'_> {
 
     fn boolean(&mut self, ex: &Ex) -> BoolArg {
         match ex {
-            Ex::Const(Const::Bool(b)) => BoolArg::Lit(*b),
-            Ex::Field { frame, slot } => BoolArg::Field(*frame, *slot),
-            Ex::Let(id) if self.let_kind(*id) == Kind::Bool => BoolArg::Let(*id),
-            Ex::ItemLet { frame, id } if self.item_kind(*id) == Kind::Bool => BoolArg::Item(*frame, *id),
-            Ex::Let(id) => BoolArg::LetV(*id),
-            Ex::ItemLet { frame, id } => BoolArg::ItemV(*frame, *id),
+            Ex::Const(Const::Bool(b)) => Arg::Lit(*b),
+            Ex::Field { frame, slot } => Arg::Field(*frame, *slot),
+            Ex::Let(id) if self.let_kind(*id) == Kind::Bool => Arg::Let(*id),
+            Ex::ItemLet { frame, id } if self.item_kind(*id) == Kind::Bool => Arg::Item(*frame, *id),
+            Ex::Let(id) => Arg::LetV(*id),
+            Ex::ItemLet { frame, id } => Arg::ItemV(*frame, *id),
             Ex::Not(e) => {
                 let e = self.boolean(e);
                 bool_fn(move |c, s| Ok(!e.get(c, s)?))
@@ -680,12 +714,12 @@ impl Lower<'_> {
 
     fn num(&mut self, ex: &Ex) -> NumArg {
         match ex {
-            Ex::Const(Const::Num(n)) => NumArg::Lit(n.reduced()),
-            Ex::Field { frame, slot } => NumArg::Field(*frame, *slot),
-            Ex::Let(id) if self.let_kind(*id) == Kind::Num => NumArg::Let(*id),
-            Ex::ItemLet { frame, id } if self.item_kind(*id) == Kind::Num => NumArg::Item(*frame, *id),
-            Ex::Let(id) => NumArg::LetV(*id),
-            Ex::ItemLet { frame, id } => NumArg::ItemV(*frame, *id),
+            Ex::Const(Const::Num(n)) => Arg::Lit(n.reduced()),
+            Ex::Field { frame, slot } => Arg::Field(*frame, *slot),
+            Ex::Let(id) if self.let_kind(*id) == Kind::Num => Arg::Let(*id),
+            Ex::ItemLet { frame, id } if self.item_kind(*id) == Kind::Num => Arg::Item(*frame, *id),
+            Ex::Let(id) => Arg::LetV(*id),
+            Ex::ItemLet { frame, id } => Arg::ItemV(*frame, *id),
             Ex::Neg(e) => {
                 let e = self.num(e);
                 num_fn(move |c, s| e.get(c, s)?.neg().map_err(num_err))
@@ -869,7 +903,7 @@ impl Lower<'_> {
         let (f, e) = self.within(rt, |cx| (filter.map(|f| cx.boolean(f)), item.map(|e| cx.boolean(e))));
         if all && e.is_none() {
             // The checker gives `all` an item expression; without one it would hold trivially.
-            return BoolArg::Lit(true);
+            return Arg::Lit(true);
         }
         bool_fn(move |c, s| {
             let list = items(l.get(c, s)?)?;

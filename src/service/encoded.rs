@@ -85,17 +85,11 @@ fn classification(rs: &RuleSet, parts: &AnswerParts, record: &Record, o: &Outcom
     if let Some(t) = &o.total {
         put_bytes(4, answer::format_total(t).as_bytes(), out);
     }
-    // A map prints in key order; an empty value is left out of its entry.
+    // A map prints in key order (criterion names are distinct); an empty value is left out of
+    // its entry.
     let mut criteria: Vec<(&str, String)> =
         o.criteria.iter().filter_map(|(id, v)| rs.checked.lets.get(*id).map(|l| (l.name.as_str(), v.to_string()))).collect();
     criteria.sort_by(|a, b| a.0.cmp(b.0));
-    criteria.dedup_by(|later, earlier| {
-        let same = later.0 == earlier.0;
-        if same {
-            std::mem::swap(&mut earlier.1, &mut later.1); // the last one wins, as in a map
-        }
-        same
-    });
     for (name, value) in &criteria {
         encode_key(5, WireType::LengthDelimited, out);
         encode_varint((string_len(1, name) + string_len(2, value)) as u64, out);
