@@ -1,7 +1,7 @@
 //! Evaluates the example record many times (for profilers):
 //! `cargo run --release --example profile_eval [N] [none|summary|full] [TASKS]`.
 //!
-//! `TASKS` gives the record that many tasks, repeating the example's ten in turn (with none,
+//! `TASKS` gives the record that many tasks, repeating the example's ten in turn (with 0 tasks,
 //! the record carries assessed task points instead, as it must). Instruction counts per record
 //! at several task counts separate the per-task cost from the fixed cost (docs/performance.md).
 #![allow(clippy::expect_used, reason = "a profiling harness fails loudly")]
@@ -16,7 +16,7 @@ fn main() {
         Some("summary") => merit::eval::TraceLevel::Summary,
         _ => merit::eval::TraceLevel::None,
     };
-    if let Some(tasks) = args.get(3).and_then(|a| a.parse::<usize>().ok()) {
+    if let Some(tasks) = args.get(3).map(|a| a.parse::<usize>().expect("TASKS is a number of tasks")) {
         let fields = json.as_object_mut().expect("the example is an object");
         let example = fields.get("tasks").and_then(|t| t.as_array()).cloned().expect("the example lists tasks");
         fields.insert("tasks".into(), example.iter().cycle().take(tasks).cloned().collect());
@@ -27,7 +27,8 @@ fn main() {
     let rec = merit::eval::record::from_json(&rs.checked.schema, &json).expect("fits");
     let mut levels = 0usize;
     for _ in 0..n {
-        levels += merit::eval::evaluate(&rs, std::hint::black_box(&rec), trace).map(|o| o.level as usize).unwrap_or(0);
+        // An error would be measured as if it were the evaluation: stop instead.
+        levels += merit::eval::evaluate(&rs, std::hint::black_box(&rec), trace).expect("evaluates").level as usize;
     }
     println!("{levels}");
 }

@@ -279,7 +279,7 @@ impl Num {
                 }
             }
         };
-        // In lowest terms: sums of decimals then share small denominators and stay on the fast path.
+        // In lowest terms, so denominators start small (results of arithmetic are not reduced after).
         n.zip(d).and_then(|(n, d)| from_parts(negative, n, d)).map(Num::reduced).ok_or(TooManyDigits)
     }
 
