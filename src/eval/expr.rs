@@ -85,7 +85,19 @@ impl<'a> Stack<'a> {
     /// The record in frame `frame` and its index in its list.
     #[cfg(test)]
     pub(crate) fn item(&self, frame: u8) -> Option<(&'a Record, usize)> {
+        self.item_in(frame)
+    }
+
+    /// The record in frame `frame` and its index in its list.
+    #[inline]
+    pub(crate) fn item_in(&self, frame: u8) -> Option<(&'a Record, usize)> {
         self.frame(frame).map(|(r, i)| (r, i as usize))
+    }
+
+    /// How many frames are in scope.
+    #[inline(always)]
+    pub(crate) fn depth(&self) -> usize {
+        self.len
     }
 
     /// The value of field `slot` of the record in frame `frame`.
@@ -215,6 +227,24 @@ impl<'a> Ctx<'a> {
     fn note_failure(&mut self, name: &'a str, span: Span) {
         if self.failed_in.is_none() {
             self.failed_in = Some((name, span));
+        }
+    }
+
+    /// Names top-level value `id` as the one that failed (as its memoised evaluation would).
+    #[cold]
+    pub(crate) fn note_let_failure(&mut self, id: usize) {
+        let rs = self.rs;
+        if let Some(d) = rs.checked.lets.get(id) {
+            self.note_failure(&d.name, d.span);
+        }
+    }
+
+    /// Names item value `id` as the one that failed.
+    #[cold]
+    pub(crate) fn note_item_failure(&mut self, id: usize) {
+        let rs = self.rs;
+        if let Some(d) = rs.checked.item_lets.get(id) {
+            self.note_failure(&d.name, d.span);
         }
     }
 

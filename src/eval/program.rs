@@ -32,6 +32,9 @@ fn num_fn<F: for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<Num> + Send + Sync + 'sta
 fn val_fn<F: for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<V<'a>> + Send + Sync + 'static>(f: F) -> ValArg {
     ValArg::Code(Box::new(f))
 }
+fn typed_fn<T, F: for<'a> Fn(&mut Ctx<'a>, &Stack<'a>) -> R<T> + Send + Sync + 'static>(f: F) -> Arg<T> {
+    Arg::Code(Box::new(f))
+}
 
 /// An operand that yields a `T` (a `bool` or a number). `Let` and `Item` name values lowered
 /// as `T` (kept in the memo of that kind); `LetV` and `ItemV` name values of any kind.
@@ -292,6 +295,7 @@ impl Program {
             item_absent: vec![None; c.item_lets.len()],
             let_kinds: vec![None; c.lets.len()],
             item_kinds: vec![None; c.item_lets.len()],
+            reads: Reads::of(c),
         };
         let lets: Vec<Code> = c.lets.iter().map(|l| cx.code(&l.expr)).collect();
         let item_lets: Vec<Code> = c
@@ -371,6 +375,97 @@ struct Lower<'c> {
     /// The kind each named value is lowered as, once known.
     let_kinds: Vec<Option<Kind>>,
     item_kinds: Vec<Option<Kind>>,
+    /// How often each named value is read.
+    reads: Reads,
+}
+
+/// How many places read each named value (the evaluation itself reads the criteria and the score).
+struct Reads {
+    lets: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Reads {
+    fn of(c: &Checked) -> Reads {
+        let mut r = Reads { lets: vec![0; c.lets.len()], items: vec![0; c.item_lets.len()] };
+        for l in &c.lets {
+            r.walk(&l.expr);
+        }
+        for l in &c.item_lets {
+            r.walk(&l.expr);
+        }
+        for rule in c.eligibility.iter().chain(&c.vetoes).chain(&c.caps).chain(&c.flags) {
+            r.walk(&rule.when);
+            rule.target.iter().for_each(|t| r.walk(t));
+            r.message(&rule.because);
+        }
+        for rule in &c.invalid {
+            r.walk(&rule.when);
+            r.message(&rule.because);
+        }
+        for (gate, msg, _) in c.classify.bands.iter().filter_map(|b| b.gate.as_ref()) {
+            r.walk(gate);
+            r.message(msg);
+        }
+        for q in &c.quotas {
+            q.applies.iter().for_each(|a| r.walk(a));
+            q.rank.iter().for_each(|(e, _)| r.walk(e));
+        }
+        for id in c.criteria.iter().chain(std::iter::once(&c.classify.score)) {
+            if let Some(n) = r.lets.get_mut(*id) {
+                *n += 1;
+            }
+        }
+        r
+    }
+
+    fn message(&mut self, m: &Message) {
+        for p in &m.parts {
+            if let MessagePart::Expr(e) = p {
+                self.walk(e);
+            }
+        }
+    }
+
+    fn walk(&mut self, ex: &Ex) {
+        match ex {
+            Ex::Const(_) | Ex::Field { .. } => {}
+            Ex::Let(id) => {
+                if let Some(n) = self.lets.get_mut(*id) {
+                    *n += 1;
+                }
+            }
+            Ex::ItemLet { id, .. } => {
+                if let Some(n) = self.items.get_mut(*id) {
+                    *n += 1;
+                }
+            }
+            Ex::SubField(a, _) | Ex::Not(a) | Ex::Neg(a) | Ex::Present(a, _) => self.walk(a),
+            Ex::In(a, xs) => {
+                self.walk(a);
+                xs.iter().for_each(|x| self.walk(x));
+            }
+            Ex::Bin(_, a, b) => {
+                self.walk(a);
+                self.walk(b);
+            }
+            Ex::If(c, a, b) => {
+                self.walk(c);
+                self.walk(a);
+                self.walk(b);
+            }
+            Ex::Match(x, arms, fallback) => {
+                self.walk(x);
+                arms.iter().for_each(|(_, e)| self.walk(e));
+                fallback.iter().for_each(|f| self.walk(f));
+            }
+            Ex::Agg { list, filter, item, .. } => {
+                self.walk(list);
+                filter.iter().chain(item).for_each(|e| self.walk(e));
+            }
+            Ex::Call(_, args) => args.iter().for_each(|a| self.walk(a)),
+        }
+    }
 }
 
 fn ty_of_field(t: &FieldType) -> Ty {
@@ -596,6 +691,52 @@ impl Lower<'_> {
         }
     }
 
+    /// A typed named value read at root scope: kept in its memo, or, when this is its only
+    /// reader, computed in place (once, as the memo would have; a failure still names it).
+    fn named<T: Typed + Send + Sync + 'static>(&mut self, id: usize, lower: fn(&mut Self, &Ex) -> Arg<T>) -> Arg<T> {
+        let checked = self.checked;
+        let only_reader = self.reads.lets.get(id) == Some(&1);
+        // Inside an aggregate or an item value the reader runs once per item: keep the memo.
+        let (true, 1, Some(def)) = (only_reader, self.frames.len(), checked.lets.get(id)) else {
+            return Arg::Let(id);
+        };
+        let inner = self.defined_in(None, |cx| lower(cx, &def.expr));
+        typed_fn(move |c, s| {
+            // Its aggregates take the frames after the root's, as in its own scope.
+            let r = if s.depth() == 1 { inner.get(c, s) } else { inner.get(c, &Stack::root(c.root)) };
+            if r.is_err() {
+                c.note_let_failure(id);
+            }
+            r
+        })
+    }
+
+    /// A typed item value read by one reader in the scope of its own item (another item value
+    /// of the list, or an aggregate over it at root scope): computed in place when that is its
+    /// only reader, else kept in its memo.
+    fn named_item<T: Typed + Send + Sync + 'static>(&mut self, frame: u8, id: usize, lower: fn(&mut Self, &Ex) -> Arg<T>) -> Arg<T> {
+        let checked = self.checked;
+        let only_reader = self.reads.items.get(id) == Some(&1);
+        let (true, 1, 2, Some(def)) = (only_reader, frame, self.frames.len(), checked.item_lets.get(id)) else {
+            return Arg::Item(frame, id);
+        };
+        let inner = self.defined_in(Some(def.list_slot), |cx| lower(cx, &def.expr));
+        typed_fn(move |c, s| {
+            let r = if s.depth() == 2 {
+                inner.get(c, s)
+            } else {
+                match s.item_in(1) {
+                    Some((item, index)) => inner.get(c, &Stack::with_item(c.root, item, index)),
+                    None => Err(ErrorKind::Internal),
+                }
+            };
+            if r.is_err() {
+                c.note_item_failure(id);
+            }
+            r
+        })
+    }
+
     fn mark(&mut self, id: usize, item: bool, absent: bool) {
         let memo = if item { &mut self.item_absent } else { &mut self.let_absent };
         if let Some(slot) = memo.get_mut(id) {
@@ -644,8 +785,8 @@ impl Lower<'_> {
         match ex {
             Ex::Const(Const::Bool(b)) => Arg::Lit(*b),
             Ex::Field { frame, slot } => Arg::Field(*frame, *slot),
-            Ex::Let(id) if self.let_kind(*id) == Kind::Bool => Arg::Let(*id),
-            Ex::ItemLet { frame, id } if self.item_kind(*id) == Kind::Bool => Arg::Item(*frame, *id),
+            Ex::Let(id) if self.let_kind(*id) == Kind::Bool => self.named(*id, Self::boolean),
+            Ex::ItemLet { frame, id } if self.item_kind(*id) == Kind::Bool => self.named_item(*frame, *id, Self::boolean),
             Ex::Let(id) => Arg::LetV(*id),
             Ex::ItemLet { frame, id } => Arg::ItemV(*frame, *id),
             Ex::Not(e) => {
@@ -716,8 +857,8 @@ impl Lower<'_> {
         match ex {
             Ex::Const(Const::Num(n)) => Arg::Lit(n.reduced()),
             Ex::Field { frame, slot } => Arg::Field(*frame, *slot),
-            Ex::Let(id) if self.let_kind(*id) == Kind::Num => Arg::Let(*id),
-            Ex::ItemLet { frame, id } if self.item_kind(*id) == Kind::Num => Arg::Item(*frame, *id),
+            Ex::Let(id) if self.let_kind(*id) == Kind::Num => self.named(*id, Self::num),
+            Ex::ItemLet { frame, id } if self.item_kind(*id) == Kind::Num => self.named_item(*frame, *id, Self::num),
             Ex::Let(id) => Arg::LetV(*id),
             Ex::ItemLet { frame, id } => Arg::ItemV(*frame, *id),
             Ex::Neg(e) => {
@@ -1194,6 +1335,50 @@ classify by total { good when total >= 5 require done weak otherwise }
             .expect("fits");
         let o = evaluate(&rs, &rec, TraceLevel::None).expect("classifies");
         assert_eq!((o.level, o.total.map(|t| t.to_string())), (0, Some("8".to_string())), "2 + 1 + 2 + 3");
+    }
+
+    #[test]
+    fn values_with_one_reader_are_computed_in_place_and_still_named_when_they_fail() {
+        // Each value below has one reader, so each is lowered into it rather than kept in a memo.
+        const ONCE: &str = r#"ruleset once "Once" version "1" effective 2020-01-01
+record {
+  subject_id: text role subject
+  period:     text role period
+  p:          decimal
+  items:      list of { v: decimal } = []
+}
+levels { good "Good" weak "Weak" }
+let inverse = 1 / p
+let doubled = inverse * 2
+let items.share = v / p
+score total = round(doubled + sum(items: share), 2, half_up)
+classify by total { good when total >= 5 weak otherwise }
+"#;
+        let (rs, _) = compile("once.merit", ONCE).expect("compiles");
+        let run = |json: serde_json::Value| {
+            let rec = from_json(&rs.checked.schema, &json).expect("fits");
+            evaluate(&rs, &rec, TraceLevel::None).map(|o| (o.level, o.total.map(|t| t.to_string())))
+        };
+        let items = serde_json::json!([{"v": 1}, {"v": 3}]);
+        assert_eq!(
+            run(serde_json::json!({"subject_id": "A", "period": "2025", "p": "0.5", "items": items})).expect("classifies"),
+            (0, Some("12".to_string())),
+            "4 + 2 + 6"
+        );
+        match run(serde_json::json!({"subject_id": "B", "period": "2025", "p": 0, "items": items})) {
+            Err(EvalError::Rule(e)) => assert_eq!((e.kind, e.rule.as_deref()), (ErrorKind::DivisionByZero, Some("inverse"))),
+            other => panic!("expected a rule error, got {other:?}"),
+        }
+        // With the top-level values fine, the item value's failure names it.
+        let rules = ONCE.replace("let inverse = 1 / p\nlet doubled = inverse * 2\n", "let doubled = 2\n");
+        assert_ne!(rules, ONCE);
+        let (rs2, _) = compile("once.merit", &rules).expect("compiles");
+        let rec = from_json(&rs2.checked.schema, &serde_json::json!({"subject_id": "C", "period": "2025", "p": 0, "items": items}))
+            .expect("fits");
+        match evaluate(&rs2, &rec, TraceLevel::None) {
+            Err(EvalError::Rule(e)) => assert_eq!((e.kind, e.rule.as_deref()), (ErrorKind::DivisionByZero, Some("share"))),
+            other => panic!("expected a rule error, got {other:?}"),
+        }
     }
 
     #[test]
