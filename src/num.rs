@@ -301,14 +301,37 @@ impl Num {
     fn add_sub(self, other: Num, op: fn(i128, i128) -> Option<i128>) -> Result<Num, NumError> {
         if self.d == other.d {
             if let Some(n) = op(self.n, other.n) {
-                return Ok(Num { n, d: self.d });
+                return Ok(Num { n, d: self.d }.halved());
+            }
+        } else if other.d == 1 {
+            // An integer keeps the other denominator: one product, and no growth.
+            if let Some(n) = mul128(other.n, self.d).and_then(|b| op(self.n, b)) {
+                return Ok(Num { n, d: self.d }.halved());
+            }
+        } else if self.d == 1 {
+            if let Some(n) = mul128(self.n, other.d).and_then(|a| op(a, other.n)) {
+                return Ok(Num { n, d: other.d }.halved());
             }
         } else if let (Some(a), Some(b), Some(d)) = (mul128(self.n, other.d), mul128(other.n, self.d), mul128(self.d, other.d))
             && let Some(n) = op(a, b)
         {
-            return Ok(Num { n, d });
+            return Ok(Num { n, d }.halved());
         }
         Self::add_sub_reduced(self, other, op)
+    }
+
+    /// The same value without the factors of two its numerator and denominator share (`4/4` is
+    /// `1/1`, `12/8` is `3/2`): a few instructions, where a full reduction needs a gcd. It keeps
+    /// the denominators of sums and products of decimals from growing at every step, so they
+    /// stay equal and small, on the fast paths.
+    #[inline(always)]
+    fn halved(self) -> Num {
+        if self.d & 1 != 0 {
+            return self;
+        }
+        // d > 0, so fewer than 128 shared zeros; both divide exactly (arithmetic shift).
+        let k = (self.n | self.d).trailing_zeros();
+        Num { n: self.n >> k, d: self.d >> k }
     }
 
     #[cold]
@@ -332,7 +355,7 @@ impl Num {
     #[inline]
     pub fn mul(self, other: Num) -> Result<Num, NumError> {
         if let (Some(n), Some(d)) = (mul128(self.n, other.n), mul128(self.d, other.d)) {
-            return Ok(Num { n, d });
+            return Ok(Num { n, d }.halved());
         }
         Self::mul_reduced(self, other)
     }
@@ -359,10 +382,10 @@ impl Num {
         }
         if let (Some(n), Some(d)) = (mul128(self.n, other.d), mul128(self.d, other.n)) {
             if d > 0 {
-                return Ok(Num { n, d });
+                return Ok(Num { n, d }.halved());
             }
             if let (Some(n), Some(d)) = (n.checked_neg(), d.checked_neg()) {
-                return Ok(Num { n, d });
+                return Ok(Num { n, d }.halved());
             }
         }
         Self::div_reduced(self, other)
@@ -769,6 +792,25 @@ mod tests {
     }
 
     #[test]
+    fn sums_of_decimals_keep_small_denominators() {
+        // The shape of R-SCORE-2: units × max(0, 1 − 0.25 × failures), summed over many tasks.
+        let quarter = num("0.25");
+        let mut sum = Num::ZERO;
+        for i in 0..200i64 {
+            let units = if i % 3 == 0 { num("1.5") } else { Num::ONE };
+            let factor = ok(Num::ONE.sub(ok(quarter.mul(Num::from_int(i % 5)))));
+            let factor = if factor.is_negative() { Num::ZERO } else { factor };
+            sum = ok(sum.add(ok(units.mul(factor))));
+            assert!(sum.denom() <= 8, "step {i}: {}/{}", sum.numer(), sum.denom());
+        }
+        // 67 tasks of 1.5 units and 133 of 1, with factors 1, 0.75, 0.5, 0.25, 0 in turn.
+        // In eighths: units (3/2 or 1) × factor (k/4) is 3k/8 or 2k/8.
+        let eighths: i128 = (0..200i128).map(|i| if i % 3 == 0 { 3 } else { 2 } * (4 - i % 5)).sum();
+        assert_same(sum, ratio(eighths, 8));
+        assert_eq!(ok(Num::ONE.sub(ok(quarter.mul(Num::ZERO)))).denom(), 1, "1 − 0 is 1/1, not 4/4");
+    }
+
+    #[test]
     fn equality_ignores_representation() {
         let a = ratio(12, 14);
         let b = ratio(6, 7);
@@ -1004,6 +1046,14 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn halving_keeps_the_value(n in any::<i64>(), d in 1i64..i64::MAX, shift in 0u32..60) {
+            let x = Num { n: i128::from(n) << shift, d: i128::from(d) << shift };
+            let h = x.halved();
+            prop_assert!(x.eq(&h).unwrap_or(false));
+            prop_assert!(h.d > 0 && (h.d & 1 == 1 || h.n & 1 == 1));
+        }
+
         #[test]
         fn integer_arithmetic_agrees(a in small(), b in small()) {
             let (x, y) = (Num::from_int(a), Num::from_int(b));
