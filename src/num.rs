@@ -279,7 +279,7 @@ impl Num {
                 }
             }
         };
-        // In lowest terms, so denominators start small (results of arithmetic are not reduced after).
+        // In lowest terms, so denominators start small (results keep them small: see `halved`).
         n.zip(d).and_then(|(n, d)| from_parts(negative, n, d)).map(Num::reduced).ok_or(TooManyDigits)
     }
 
@@ -801,13 +801,14 @@ mod tests {
             let factor = ok(Num::ONE.sub(ok(quarter.mul(Num::from_int(i % 5)))));
             let factor = if factor.is_negative() { Num::ZERO } else { factor };
             sum = ok(sum.add(ok(units.mul(factor))));
-            assert!(sum.denom() <= 8, "step {i}: {}/{}", sum.numer(), sum.denom());
+            // The stored denominator, not the reduced one: it must not grow from step to step.
+            assert!(sum.d <= 8, "step {i}: {}/{}", sum.n, sum.d);
         }
         // 67 tasks of 1.5 units and 133 of 1, with factors 1, 0.75, 0.5, 0.25, 0 in turn.
         // In eighths: units (3/2 or 1) × factor (k/4) is 3k/8 or 2k/8.
         let eighths: i128 = (0..200i128).map(|i| if i % 3 == 0 { 3 } else { 2 } * (4 - i % 5)).sum();
         assert_same(sum, ratio(eighths, 8));
-        assert_eq!(ok(Num::ONE.sub(ok(quarter.mul(Num::ZERO)))).denom(), 1, "1 − 0 is 1/1, not 4/4");
+        assert_eq!(ok(Num::ONE.sub(ok(quarter.mul(Num::ZERO)))).d, 1, "1 − 0 is 1/1, not 4/4");
     }
 
     #[test]
@@ -1046,6 +1047,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn arithmetic_with_an_integer_agrees(a in frac(), i in small()) {
+            // Against plain cross-multiplication, both operand orders (the integer fast paths).
+            let int = Num::from_int(i);
+            let (n, d, i) = (a.n, a.d, i128::from(i));
+            prop_assert!(ok(a.add(int)).eq(&ratio(n + i * d, d)).unwrap_or(false));
+            prop_assert!(ok(int.add(a)).eq(&ratio(i * d + n, d)).unwrap_or(false));
+            prop_assert!(ok(a.sub(int)).eq(&ratio(n - i * d, d)).unwrap_or(false));
+            prop_assert!(ok(int.sub(a)).eq(&ratio(i * d - n, d)).unwrap_or(false));
+        }
+
         #[test]
         fn halving_keeps_the_value(n in any::<i64>(), d in 1i64..i64::MAX, shift in 0u32..60) {
             let x = Num { n: i128::from(n) << shift, d: i128::from(d) << shift };

@@ -149,6 +149,12 @@ pub struct Ctx<'a> {
     item_base: Vec<usize>,
     /// The innermost named value that failed, for the error message.
     failed_in: Option<(&'a str, Span)>,
+    /// How often each named value was computed: (item value?, id, item index) → count; and
+    /// which were computed in place by their reader.
+    #[cfg(test)]
+    pub(crate) computed: std::collections::HashMap<(bool, usize, usize), u32>,
+    #[cfg(test)]
+    pub(crate) in_place: std::collections::HashSet<(bool, usize)>,
 }
 
 /// Picks one of a context's memos.
@@ -205,6 +211,10 @@ impl<'a> Ctx<'a> {
             item_nums: vec![None; item_nums],
             item_base,
             failed_in: None,
+            #[cfg(test)]
+            computed: std::collections::HashMap::new(),
+            #[cfg(test)]
+            in_place: std::collections::HashSet::new(),
         }
     }
 
@@ -228,6 +238,12 @@ impl<'a> Ctx<'a> {
         if self.failed_in.is_none() {
             self.failed_in = Some((name, span));
         }
+    }
+
+    /// Counts a named value computed (tests check none is computed twice for one record).
+    #[cfg(test)]
+    pub(crate) fn count_computed(&mut self, item: bool, id: usize, index: usize) {
+        *self.computed.entry((item, id, index)).or_default() += 1;
     }
 
     /// Names top-level value `id` as the one that failed (as its memoised evaluation would).
@@ -283,6 +299,10 @@ impl<'a> Ctx<'a> {
         if v.is_err() {
             self.note_failure(&def.name, def.span);
         }
+        #[cfg(test)]
+        if v.is_ok() {
+            self.count_computed(true, id, index as usize);
+        }
         v
     }
 
@@ -300,6 +320,10 @@ impl<'a> Ctx<'a> {
         let v = eval(code, self, &Stack::root(self.root));
         if v.is_err() {
             self.note_failure(&def.name, def.span);
+        }
+        #[cfg(test)]
+        if v.is_ok() {
+            self.count_computed(false, id, 0);
         }
         v
     }

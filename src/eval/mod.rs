@@ -417,6 +417,8 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
         });
     }
     let mut level = band_level;
+    // The band whose condition held, so the next-level note does not evaluate it again.
+    let mut held = None;
     for (i, (b, gate)) in c.classify.bands.iter().zip(&p.gates).enumerate().skip(band_index) {
         match (&b.gate, gate) {
             (None, _) | (_, None) => {
@@ -426,6 +428,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
             (Some((_, msg, _)), Some(gate)) => {
                 if gate.when.truth(ctx, &root).map_err(|k| ctx.error(k, Some((rs.level_id(b.level), b.span))))? {
                     level = b.level;
+                    held = Some(i);
                     break;
                 }
                 out.decided_by.push(rs.bases.band + i);
@@ -542,7 +545,7 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
             levels: Some((band_level, level)),
             message: None,
         });
-        if let Some(next) = next_level_note(ctx, &out, total, vetoed) {
+        if let Some(next) = next_level_note(ctx, &out, total, vetoed, held) {
             out.trace.push(next);
         }
     }
@@ -559,7 +562,7 @@ fn threshold_met(t: Option<(crate::check::ir::Op, Num)>, total: Num) -> bool {
 }
 
 /// "3.5 points short of excellent", "condition for good not met", "vetoed", "capped".
-fn next_level_note(ctx: &mut Ctx<'_>, out: &Outcome, total: Num, vetoed: bool) -> Option<TraceStep> {
+fn next_level_note(ctx: &mut Ctx<'_>, out: &Outcome, total: Num, vetoed: bool, held: Option<usize>) -> Option<TraceStep> {
     let rs = ctx.rs;
     let c = &rs.checked;
     if out.level == 0 || !rs.is_ordered(out.level) {
@@ -580,6 +583,7 @@ fn next_level_note(ctx: &mut Ctx<'_>, out: &Outcome, total: Num, vetoed: bool) -
             let root = Stack::root(ctx.root);
             let m = match failed {
                 Some(m) => Some(m),
+                None if held == Some(i) => None,
                 None if matches!(gate.when.truth(ctx, &root), Ok(false)) => Some(render_message(ctx, msg, &gate.because, &root)),
                 None => None,
             };

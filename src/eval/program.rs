@@ -707,6 +707,11 @@ impl Lower<'_> {
             if r.is_err() {
                 c.note_let_failure(id);
             }
+            #[cfg(test)]
+            if r.is_ok() {
+                c.count_computed(false, id, 0);
+                c.in_place.insert((false, id));
+            }
             r
         })
     }
@@ -732,6 +737,12 @@ impl Lower<'_> {
             };
             if r.is_err() {
                 c.note_item_failure(id);
+            }
+            #[cfg(test)]
+            if r.is_ok() {
+                let index = s.item_in(1).map_or(usize::MAX, |(_, i)| i);
+                c.count_computed(true, id, index);
+                c.in_place.insert((true, id));
             }
             r
         })
@@ -1335,6 +1346,40 @@ classify by total { good when total >= 5 require done weak otherwise }
             .expect("fits");
         let o = evaluate(&rs, &rec, TraceLevel::None).expect("classifies");
         assert_eq!((o.level, o.total.map(|t| t.to_string())), (0, Some("8".to_string())), "2 + 1 + 2 + 3");
+    }
+
+    #[test]
+    fn no_named_value_is_computed_twice_for_one_record() {
+        use crate::eval::{Ctx, evaluate_in};
+        use crate::testdata::{bundled, conformance_records};
+        let Some(records) = conformance_records() else { return };
+        let rules = [("reg366.merit", bundled("reg366.merit")), ("decree335.merit", bundled("decree335.merit"))];
+        let mut in_place = std::collections::HashSet::new();
+        let mut computed = 0;
+        for (file, json) in &records {
+            let Some((_, rs)) = rules.iter().find(|(f, _)| f == file) else { continue };
+            let Ok(rec) = from_json(&rs.checked.schema, json) else { continue };
+            // The full trace evaluates the most: messages, the next-level note.
+            let mut ctx = Ctx::new(rs, &rec);
+            let _ = evaluate_in(&mut ctx, TraceLevel::Full);
+            for (&(item, id, index), &n) in &ctx.computed {
+                let name = if item { &rs.checked.item_lets[id].name } else { &rs.checked.lets[id].name };
+                assert_eq!(n, 1, "{file}: {name} (item {index}) computed {n} times for {json}");
+                computed += 1;
+            }
+            in_place.extend(
+                ctx.in_place.iter().map(|&(item, id)| {
+                    (*file, if item { rs.checked.item_lets[id].name.clone() } else { rs.checked.lets[id].name.clone() })
+                }),
+            );
+        }
+        assert!(computed > 50_000, "the records were evaluated ({computed} values)");
+        // Regulation 366's factors have one reader each, an aggregate at root scope: in place.
+        for name in ["quality_factor", "progress_factor", "quantity", "quality", "progress"] {
+            assert!(in_place.contains(&("reg366.merit", name.to_string())), "{name} is computed in place");
+        }
+        // `done` has several readers: in its memo.
+        assert!(!in_place.contains(&("reg366.merit", "done".to_string())));
     }
 
     #[test]
