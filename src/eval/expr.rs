@@ -152,9 +152,9 @@ pub struct Ctx<'a> {
     /// How often each named value was computed: (item value?, id, item index) → count; and
     /// which were computed in place by their reader.
     #[cfg(test)]
-    pub(crate) computed: std::collections::HashMap<(bool, usize, usize), u32>,
+    pub(crate) computed: std::collections::BTreeMap<(bool, usize, usize), u32>,
     #[cfg(test)]
-    pub(crate) in_place: std::collections::HashSet<(bool, usize)>,
+    pub(crate) in_place: std::collections::BTreeSet<(bool, usize)>,
 }
 
 /// Picks one of a context's memos.
@@ -212,9 +212,9 @@ impl<'a> Ctx<'a> {
             item_base,
             failed_in: None,
             #[cfg(test)]
-            computed: std::collections::HashMap::new(),
+            computed: std::collections::BTreeMap::new(),
             #[cfg(test)]
-            in_place: std::collections::HashSet::new(),
+            in_place: std::collections::BTreeSet::new(),
         }
     }
 

@@ -1354,7 +1354,7 @@ classify by total { good when total >= 5 require done weak otherwise }
         use crate::testdata::{bundled, conformance_records};
         let Some(records) = conformance_records() else { return };
         let rules = [("reg366.merit", bundled("reg366.merit")), ("decree335.merit", bundled("decree335.merit"))];
-        let mut in_place = std::collections::HashSet::new();
+        let mut in_place = std::collections::BTreeSet::new();
         let mut computed = 0;
         for (file, json) in &records {
             let Some((_, rs)) = rules.iter().find(|(f, _)| f == file) else { continue };
