@@ -136,16 +136,14 @@ pub struct Ctx<'a> {
     pub rs: &'a RuleSet,
     /// The record.
     pub root: &'a Record,
-    /// Named values of kind `Val`, by their slot ([`Program::let_slots`]).
+    /// Named values of kind `Val`: first the top-level ones by their slot
+    /// ([`Program::let_slots`]), then the item values, at `item_base[id] + index`.
     memo: Vec<Option<V<'a>>>,
-    /// Named conditions.
+    /// Named conditions, laid out as `memo` (one allocation a kind).
     bools: Vec<Option<bool>>,
-    /// Named numbers.
+    /// Named numbers, laid out as `memo`.
     nums: Vec<Option<Num>>,
-    /// Item values by kind, per item-level value and item: `item_…[item_base[id] + index]`.
-    item_memo: Vec<Option<V<'a>>>,
-    item_bools: Vec<Option<bool>>,
-    item_nums: Vec<Option<Num>>,
+    /// Where each item value's items start in the memo of its kind.
     item_base: Vec<usize>,
     /// The innermost named value that failed, for the error message.
     failed_in: Option<(&'a str, Span)>,
@@ -186,7 +184,8 @@ impl<'a> Ctx<'a> {
     pub fn new(rs: &'a RuleSet, root: &'a Record) -> Ctx<'a> {
         let p = &*rs.program;
         let mut item_base = Vec::with_capacity(p.item_lets.len());
-        let mut totals = [0usize; 3];
+        // Item values follow the top-level values in the memo of their kind.
+        let mut totals = p.let_counts;
         for (il, code) in rs.checked.item_lets.iter().zip(&p.item_lets) {
             let total = totals.get_mut(code.kind() as usize);
             let len = match root.get(il.list_slot) {
@@ -198,17 +197,13 @@ impl<'a> Ctx<'a> {
                 *t += len;
             }
         }
-        let [bools, nums, vals] = p.let_counts;
-        let [item_bools, item_nums, item_vals] = totals;
+        let [bools, nums, vals] = totals;
         Ctx {
             rs,
             root,
             memo: vec![None; vals],
             bools: vec![None; bools],
             nums: vec![None; nums],
-            item_memo: vec![None; item_vals],
-            item_bools: vec![None; item_bools],
-            item_nums: vec![None; item_nums],
             item_base,
             failed_in: None,
             #[cfg(test)]
@@ -353,7 +348,7 @@ impl<'a> Ctx<'a> {
             Some(Kind::Num) => self.num_item(id, frame, stack).map(V::Num),
             _ => {
                 let key = self.item_key(id, frame, stack)?;
-                self.memoised(|c| &mut c.item_memo, key, |c| c.eval_item(id, frame, stack, Code::eval))
+                self.memoised(|c| &mut c.memo, key, |c| c.eval_item(id, frame, stack, Code::eval))
             }
         }
     }
@@ -362,14 +357,14 @@ impl<'a> Ctx<'a> {
     #[inline(always)]
     pub(crate) fn bool_item(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<bool, ErrorKind> {
         let key = self.item_key(id, frame, stack)?;
-        self.memoised(|c| &mut c.item_bools, key, |c| c.eval_item(id, frame, stack, Code::truth))
+        self.memoised(|c| &mut c.bools, key, |c| c.eval_item(id, frame, stack, Code::truth))
     }
 
     /// Item-level number `id` (lowered as [`Kind::Num`]) for the item in frame `frame`.
     #[inline(always)]
     pub(crate) fn num_item(&mut self, id: usize, frame: u8, stack: &Stack<'a>) -> Result<Num, ErrorKind> {
         let key = self.item_key(id, frame, stack)?;
-        self.memoised(|c| &mut c.item_nums, key, |c| c.eval_item(id, frame, stack, Code::number))
+        self.memoised(|c| &mut c.nums, key, |c| c.eval_item(id, frame, stack, Code::number))
     }
 
     /// The value of a top-level named value (computed once per record), whatever its kind.
