@@ -266,6 +266,47 @@ pub enum Ex {
     Call(Builtin, Vec<Ex>),
 }
 
+impl Ex {
+    /// Calls `f` on each direct sub-expression, in source order (constants of `match` arms are
+    /// not expressions).
+    pub fn for_each_child<'e>(&'e self, mut f: impl FnMut(&'e Ex)) {
+        match self {
+            Ex::Const(_) | Ex::Field { .. } | Ex::Let(_) | Ex::ItemLet { .. } => {}
+            Ex::SubField(a, _) | Ex::Not(a) | Ex::Neg(a) | Ex::Present(a, _) => f(a),
+            Ex::In(a, xs) => {
+                f(a);
+                xs.iter().for_each(f);
+            }
+            Ex::Bin(_, a, b) => {
+                f(a);
+                f(b);
+            }
+            Ex::If(c, a, b) => {
+                f(c);
+                f(a);
+                f(b);
+            }
+            Ex::Match(x, arms, fallback) => {
+                f(x);
+                arms.iter().for_each(|(_, e)| f(e));
+                if let Some(e) = fallback {
+                    f(e);
+                }
+            }
+            Ex::Agg { list, filter, item, .. } => {
+                f(list);
+                if let Some(e) = filter {
+                    f(e);
+                }
+                if let Some(e) = item {
+                    f(e);
+                }
+            }
+            Ex::Call(_, args) => args.iter().for_each(f),
+        }
+    }
+}
+
 /// What kind of named value a let is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LetKind {

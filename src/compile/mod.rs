@@ -197,15 +197,10 @@ fn inputs_of(c: &Checked, ex: &Ex) -> Vec<String> {
 }
 
 fn walk(c: &Checked, ex: &Ex, slots: &mut BTreeSet<u16>, lets: &mut BTreeSet<usize>, items: &mut BTreeSet<usize>) {
-    let mut go = |e: &Ex| walk(c, e, slots, lets, items);
     match ex {
-        Ex::Const(_) => {}
-        Ex::Field { frame, slot } => {
-            if *frame == 0 {
-                slots.insert(*slot);
-            }
+        Ex::Field { frame: 0, slot } => {
+            slots.insert(*slot);
         }
-        Ex::SubField(b, _) | Ex::Not(b) | Ex::Neg(b) | Ex::Present(b, _) => go(b),
         Ex::Let(id) => {
             if lets.insert(*id)
                 && let Some(l) = c.lets.get(*id)
@@ -221,38 +216,7 @@ fn walk(c: &Checked, ex: &Ex, slots: &mut BTreeSet<u16>, lets: &mut BTreeSet<usi
                 walk(c, &l.expr, slots, lets, items);
             }
         }
-        Ex::In(b, xs) => {
-            go(b);
-            xs.iter().for_each(go);
-        }
-        Ex::Bin(_, a, b) => {
-            go(a);
-            go(b);
-        }
-        Ex::If(a, b, d) => {
-            go(a);
-            go(b);
-            go(d);
-        }
-        Ex::Match(s, arms, f) => {
-            go(s);
-            for (_, v) in arms {
-                go(v);
-            }
-            if let Some(f) = f {
-                go(f);
-            }
-        }
-        Ex::Agg { list, filter, item, .. } => {
-            go(list);
-            if let Some(f) = filter {
-                go(f);
-            }
-            if let Some(i) = item {
-                go(i);
-            }
-        }
-        Ex::Call(_, args) => args.iter().for_each(go),
+        _ => ex.for_each_child(|e| walk(c, e, slots, lets, items)),
     }
 }
 

@@ -83,12 +83,6 @@ impl<'a> Stack<'a> {
     }
 
     /// The record in frame `frame` and its index in its list.
-    #[cfg(test)]
-    pub(crate) fn item(&self, frame: u8) -> Option<(&'a Record, usize)> {
-        self.item_in(frame)
-    }
-
-    /// The record in frame `frame` and its index in its list.
     #[inline]
     pub(crate) fn item_in(&self, frame: u8) -> Option<(&'a Record, usize)> {
         self.frame(frame).map(|(r, i)| (r, i as usize))

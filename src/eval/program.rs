@@ -428,43 +428,15 @@ impl Reads {
     }
 
     fn walk(&mut self, ex: &Ex) {
-        match ex {
-            Ex::Const(_) | Ex::Field { .. } => {}
-            Ex::Let(id) => {
-                if let Some(n) = self.lets.get_mut(*id) {
-                    *n += 1;
-                }
-            }
-            Ex::ItemLet { id, .. } => {
-                if let Some(n) = self.items.get_mut(*id) {
-                    *n += 1;
-                }
-            }
-            Ex::SubField(a, _) | Ex::Not(a) | Ex::Neg(a) | Ex::Present(a, _) => self.walk(a),
-            Ex::In(a, xs) => {
-                self.walk(a);
-                xs.iter().for_each(|x| self.walk(x));
-            }
-            Ex::Bin(_, a, b) => {
-                self.walk(a);
-                self.walk(b);
-            }
-            Ex::If(c, a, b) => {
-                self.walk(c);
-                self.walk(a);
-                self.walk(b);
-            }
-            Ex::Match(x, arms, fallback) => {
-                self.walk(x);
-                arms.iter().for_each(|(_, e)| self.walk(e));
-                fallback.iter().for_each(|f| self.walk(f));
-            }
-            Ex::Agg { list, filter, item, .. } => {
-                self.walk(list);
-                filter.iter().chain(item).for_each(|e| self.walk(e));
-            }
-            Ex::Call(_, args) => args.iter().for_each(|a| self.walk(a)),
+        let count = match ex {
+            Ex::Let(id) => self.lets.get_mut(*id),
+            Ex::ItemLet { id, .. } => self.items.get_mut(*id),
+            _ => None,
+        };
+        if let Some(n) = count {
+            *n += 1;
         }
+        ex.for_each_child(|e| self.walk(e));
     }
 }
 

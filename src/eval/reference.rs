@@ -114,7 +114,7 @@ impl<'a> RefCtx<'a> {
             },
             Ex::Let(id) => self.let_value(*id)?,
             Ex::ItemLet { frame, id } => {
-                let (item, index) = stack.item(*frame).ok_or(ErrorKind::Internal)?;
+                let (item, index) = stack.item_in(*frame).ok_or(ErrorKind::Internal)?;
                 self.item_let_value(*id, item, index)?
             }
             Ex::Not(e) => V::Bool(!self.truth(e, stack)?),
