@@ -492,6 +492,12 @@ impl Num {
         }
     }
 
+    /// The numerator and denominator as stored (not reduced; the denominator is positive).
+    #[inline]
+    pub(crate) fn parts(&self) -> (i128, i128) {
+        (self.n, self.d)
+    }
+
     /// Numerator of the value in lowest terms (carries the sign).
     #[inline]
     pub fn numer(&self) -> i128 {

@@ -5,6 +5,7 @@
 use crate::check::ir::{Ex, FieldType};
 use crate::check::{self, Checked};
 use crate::diagnostic::{Diagnostic, has_errors};
+use crate::eval::fast::Plan;
 use crate::eval::program::Program;
 use crate::source::{LineCol, SourceFile, Span};
 use crate::syntax;
@@ -61,6 +62,8 @@ pub struct RuleSet {
     pub flag_codes: Vec<String>,
     /// Every expression compiled to closures (what evaluation runs).
     pub program: Arc<Program>,
+    /// The rules lowered for the fast path (evaluation with the trace off), when they can be.
+    pub fast: Option<Arc<Plan>>,
 }
 
 /// Compiled rules with their warnings, or the diagnostics that stopped compilation.
@@ -146,7 +149,9 @@ fn build(checked: Checked, source: SourceFile) -> RuleSet {
         sources.push(info(&q.name, q.span, Vec::new()));
     }
     let program = Arc::new(Program::lower(&checked));
-    RuleSet { checked, source, hash, sources, bases, flag_codes: flags.into_iter().collect(), program }
+    let flag_codes: Vec<String> = flags.into_iter().collect();
+    let fast = Plan::lower(&checked, |code| flag_index(&flag_codes, code)).map(Arc::new);
+    RuleSet { checked, source, hash, sources, bases, flag_codes, program, fast }
 }
 
 /// The declaration's text for the trace: comments dropped, whitespace runs collapsed.
@@ -220,10 +225,15 @@ fn walk(c: &Checked, ex: &Ex, slots: &mut BTreeSet<u16>, lets: &mut BTreeSet<usi
     }
 }
 
+/// The index of a flag code in sorted codes.
+fn flag_index(codes: &[String], code: &str) -> Option<u16> {
+    codes.binary_search_by(|c| c.as_str().cmp(code)).ok().and_then(|i| u16::try_from(i).ok())
+}
+
 impl RuleSet {
     /// The index of a flag code.
     pub fn flag_index(&self, code: &str) -> Option<u16> {
-        self.flag_codes.binary_search_by(|c| c.as_str().cmp(code)).ok().and_then(|i| u16::try_from(i).ok())
+        flag_index(&self.flag_codes, code)
     }
 
     /// A level's id.

@@ -5,6 +5,7 @@
 //! pure function of the rule set and the record: no clock, no randomness, no IO.
 
 mod expr;
+pub mod fast;
 pub mod program;
 pub mod record;
 #[cfg(test)]
@@ -214,9 +215,14 @@ pub struct Outcome {
 
 impl Outcome {
     pub(crate) fn add_flag(&mut self, rs: &RuleSet, code: &str) {
-        if let Some(i) = rs.flag_index(code)
-            && let Err(pos) = self.flags.binary_search(&i)
-        {
+        if let Some(i) = rs.flag_index(code) {
+            self.add_flag_index(i);
+        }
+    }
+
+    /// Adds a flag by its index into [`RuleSet::flag_codes`], keeping the set sorted.
+    pub(crate) fn add_flag_index(&mut self, i: u16) {
+        if let Err(pos) = self.flags.binary_search(&i) {
             self.flags.insert(pos, i);
         }
     }
@@ -277,6 +283,12 @@ fn push_value(out: &mut String, rs: &RuleSet, v: V<'_>) {
 
 /// Classifies one record (no quota). The trace level changes only what is recorded, never the outcome.
 pub fn evaluate(rs: &RuleSet, record: &Record, trace: TraceLevel) -> Result<Outcome, EvalError> {
+    // With the trace off the fast path answers, unless it gives up (see `fast`).
+    if trace == TraceLevel::None
+        && let Some(out) = rs.fast.as_deref().and_then(|plan| plan.run(rs, record))
+    {
+        return Ok(out);
+    }
     let mut ctx = Ctx::new(rs, record);
     evaluate_in(&mut ctx, trace)
 }

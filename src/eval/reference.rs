@@ -322,7 +322,7 @@ impl<'a> RefCtx<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::RefCtx;
     use crate::compile::{RuleSet, compile};
     use crate::eval::record::{Record, Value, from_json};
@@ -390,7 +390,7 @@ mod tests {
 
     /// A language workout: optional values of every kind through named values, item values and
     /// messages, and most expression shapes.
-    const WORKOUT: &str = r#"ruleset workout "Workout" version "1" effective 2020-01-01
+    pub(crate) const WORKOUT: &str = r#"ruleset workout "Workout" version "1" effective 2020-01-01
 record {
   subject_id: text role subject
   agency:     text = "A" role cohort
@@ -447,7 +447,7 @@ quota q1 {
 "#;
 
     /// A small deterministic generator (xorshift), so failures reproduce.
-    struct Gen(u64);
+    pub(crate) struct Gen(pub(crate) u64);
 
     impl Gen {
         fn next(&mut self) -> u64 {
@@ -464,7 +464,7 @@ quota q1 {
         }
     }
 
-    fn workout_record(g: &mut Gen) -> serde_json::Value {
+    pub(crate) fn workout_record(g: &mut Gen) -> serde_json::Value {
         use serde_json::json;
         let mut r = serde_json::Map::new();
         r.insert("subject_id".into(), json!("S"));

@@ -1,0 +1,1150 @@
+//! The fast path: classifies a record with the trace off, to exactly the outcome the closures of
+//! [`super::program`] give, or gives up and leaves the record to them.
+//!
+//! It is fast because it is allowed to give up. It does not explain a failure, so it carries no
+//! `Result` through the tree: a failure (an absent value used, a division by zero, a number that
+//! does not fit 64 bits even in lowest terms, a value of an unexpected type, a `match` with no
+//! arm, a bad period) only marks the run as given up, and [`super::evaluate`] then runs the
+//! closures from scratch, which say what and where; a record an `invalid` rule rejects is handed
+//! over at once. Numbers are [`Frac`]s of two `i64` (in registers) instead of
+//! [`crate::num::Num`]s (in memory). Named values and item columns are kept in one vector of
+//! cells per record. An item value is computed for every item of its list at its first read, a
+//! node at a time over the whole list (`columns`), and aggregates over a root list run the same
+//! way, so that a node costs one dispatch for the list rather than one per item.
+//!
+//! Computing a whole column can compute an item value the closures would not have needed (after
+//! the item where an `all` stopped, say); if that fails, the fast path gives up where the
+//! closures would not have failed, and the closures then answer. So giving up costs time, never
+//! a different outcome. The tests check both halves on every conformance record and on random
+//! records of a rule set that uses every expression shape: the same outcome whenever the fast
+//! path answers, and never an answer where the closures fail.
+
+mod columns;
+mod frac;
+mod lower;
+
+use super::expr::MAX_FRAMES;
+use super::record::{Record, Value};
+use super::{Outcome, threshold_met};
+use crate::check::Checked;
+use crate::check::ir::{Const, Ex, Op};
+use crate::compile::RuleSet;
+use crate::date;
+use frac::Frac;
+use lower::{Agg, B, Lower, N, X};
+use std::cmp::Ordering;
+
+/// A rule set lowered for the fast path. Rule sets it cannot lower have none, and evaluate
+/// with the closures only.
+pub struct Plan {
+    lets: Vec<X>,
+    /// Item values: the root list slot each belongs to, and its expression.
+    items: Vec<(u16, X)>,
+    eligibility: Vec<Decision<u8>>,
+    /// Validity rules: the root list slot for `list[].field` rules, and the condition.
+    invalid: Vec<(Option<u16>, B)>,
+    /// Each band's condition, when it has one.
+    gates: Vec<Option<B>>,
+    gate_flag: Option<u16>,
+    vetoes: Vec<Decision<u8>>,
+    caps: Vec<Decision<Option<X>>>,
+    flags: Vec<Decision<()>>,
+}
+
+/// A decision rule: its condition, target and flag (index into the rule set's flag codes, and
+/// whether only a lowering raises it).
+struct Decision<T> {
+    when: B,
+    target: T,
+    flag: Option<(u16, bool)>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan").field("lets", &self.lets.len()).field("items", &self.items.len()).finish_non_exhaustive()
+    }
+}
+
+/// A value during a fast run. `Unset` and `Busy` mark named values not yet computed and being
+/// computed.
+#[derive(Clone, Copy)]
+enum F<'a> {
+    Unset,
+    Busy,
+    Absent,
+    Bool(bool),
+    Num(Frac),
+    Text(&'a str),
+    Date(i32),
+    Enum(u16, u16),
+    Level(u8),
+    List(&'a [Record]),
+    Rec(&'a Record),
+}
+
+impl<'a> F<'a> {
+    #[inline]
+    fn of(v: &'a Value) -> Option<F<'a>> {
+        Some(match v {
+            Value::Absent => F::Absent,
+            Value::Bool(b) => F::Bool(*b),
+            Value::Num(n) => F::Num(Frac::of(n)?),
+            Value::Text(t) => F::Text(t),
+            Value::Date(d) => F::Date(*d),
+            Value::Enum(t, e) => F::Enum(*t, *e),
+            Value::Level(l) => F::Level(*l),
+            Value::List(items) => F::List(items),
+            Value::Record(r) => F::Rec(r),
+        })
+    }
+}
+
+/// Compares two values as [`super::compare`] does (a better level is greater); `None` for an
+/// absent value or two of different types.
+#[inline]
+fn compare(a: F<'_>, b: F<'_>) -> Option<Ordering> {
+    Some(match (a, b) {
+        (F::Num(x), F::Num(y)) => x.cmp(y),
+        (F::Date(x), F::Date(y)) => x.cmp(&y),
+        (F::Level(x), F::Level(y)) => y.cmp(&x),
+        (F::Text(x), F::Text(y)) => x.cmp(y),
+        (F::Bool(x), F::Bool(y)) => x.cmp(&y),
+        (F::Enum(t, x), F::Enum(u, y)) => (t, x).cmp(&(u, y)),
+        _ => return None,
+    })
+}
+
+#[inline]
+fn holds(op: Op, ord: Ordering) -> bool {
+    match op {
+        Op::Eq => ord == Ordering::Equal,
+        Op::Ne => ord != Ordering::Equal,
+        Op::Lt => ord == Ordering::Less,
+        Op::Le => ord != Ordering::Greater,
+        Op::Gt => ord == Ordering::Greater,
+        _ => ord != Ordering::Less,
+    }
+}
+
+/// The most item values a plan takes (their columns' starts live in a fixed array).
+const MAX_ITEM_VALUES: usize = 64;
+
+impl Plan {
+    /// Lowers checked rules, or `None` when some expression has no fast form.
+    pub fn lower(c: &Checked, flag_index: impl Fn(&str) -> Option<u16>) -> Option<Plan> {
+        if c.item_lets.len() > MAX_ITEM_VALUES {
+            return None;
+        }
+        let root = || Lower::new(c, None);
+        let flag = |f: &Option<crate::check::ir::FlagSpec>| f.as_ref().and_then(|f| flag_index(&f.code).map(|i| (i, f.if_lowered)));
+        let level = |t: &Option<Ex>| match t {
+            Some(Ex::Const(Const::Level(l))) => Some(*l),
+            _ => None,
+        };
+        let lets = c.lets.iter().map(|l| root().named(&l.expr, l.ty)).collect::<Option<_>>()?;
+        let items = c
+            .item_lets
+            .iter()
+            .map(|l| Some((l.list_slot, Lower::new(c, Some(l.list_slot)).named(&l.expr, l.ty)?)))
+            .collect::<Option<_>>()?;
+        let eligibility = c
+            .eligibility
+            .iter()
+            .map(|r| Some(Decision { when: root().b(&r.when)?, target: level(&r.target)?, flag: flag(&r.flag) }))
+            .collect::<Option<_>>()?;
+        let invalid = c
+            .invalid
+            .iter()
+            .map(|r| match r.item_field {
+                None => Some((None, root().b(&r.when)?)),
+                Some(_) => Some((Some(r.field), Lower::new(c, Some(r.field)).b(&r.when)?)),
+            })
+            .collect::<Option<_>>()?;
+        let gates = c
+            .classify
+            .bands
+            .iter()
+            .map(|b| match &b.gate {
+                Some((g, _, _)) => root().b(g).map(Some),
+                None => Some(None),
+            })
+            .collect::<Option<_>>()?;
+        let vetoes = c
+            .vetoes
+            .iter()
+            .map(|r| Some(Decision { when: root().b(&r.when)?, target: level(&r.target)?, flag: flag(&r.flag) }))
+            .collect::<Option<_>>()?;
+        let caps = c
+            .caps
+            .iter()
+            .map(|r| {
+                let target = match &r.target {
+                    Some(t) => Some(root().x(t)?),
+                    None => None,
+                };
+                Some(Decision { when: root().b(&r.when)?, target, flag: flag(&r.flag) })
+            })
+            .collect::<Option<_>>()?;
+        let flags =
+            c.flags.iter().map(|r| Some(Decision { when: root().b(&r.when)?, target: (), flag: flag(&r.flag) })).collect::<Option<_>>()?;
+        let gate_flag = c.classify.flag.as_ref().and_then(|f| flag_index(&f.code));
+        Some(Plan { lets, items, eligibility, invalid, gates, gate_flag, vetoes, caps, flags })
+    }
+
+    /// The record's outcome with no trace, or `None` where the closures must answer.
+    pub fn run(&self, rs: &RuleSet, record: &Record) -> Option<Outcome> {
+        let mut m = Machine::new(self, record);
+        let out = m.decide(rs);
+        if m.gave_up { None } else { out }
+    }
+}
+
+/// One fast run over one record.
+struct Machine<'a> {
+    plan: &'a Plan,
+    root: &'a Record,
+    /// The record in each scope frame, and its index in its list.
+    frames: [&'a Record; MAX_FRAMES],
+    index: [u32; MAX_FRAMES],
+    /// How many frames are in use.
+    depth: usize,
+    /// Top-level values by id, then each item value's column.
+    cells: Vec<F<'a>>,
+    /// Where each item value's column starts in `cells`.
+    column: [u32; MAX_ITEM_VALUES],
+    gave_up: bool,
+}
+
+impl<'a> Machine<'a> {
+    fn new(plan: &'a Plan, root: &'a Record) -> Machine<'a> {
+        let mut column = [0u32; MAX_ITEM_VALUES];
+        let mut len = plan.lets.len();
+        for ((slot, _), start) in plan.items.iter().zip(column.iter_mut()) {
+            *start = u32::try_from(len).unwrap_or(u32::MAX);
+            if let Value::List(items) = root.get(*slot) {
+                len += items.len();
+            }
+        }
+        Machine {
+            plan,
+            root,
+            frames: [root; MAX_FRAMES],
+            index: [0; MAX_FRAMES],
+            depth: 1,
+            cells: vec![F::Unset; len],
+            column,
+            gave_up: false,
+        }
+    }
+
+    /// Marks the run as given up; `dummy` stands in for the value.
+    #[cold]
+    fn give_up<T>(&mut self, dummy: T) -> T {
+        self.gave_up = true;
+        dummy
+    }
+
+    #[inline]
+    fn field(&self, frame: u8, slot: u16) -> &'a Value {
+        match self.frames.get(frame as usize) {
+            Some(r) => r.get(slot),
+            None => &Value::Absent,
+        }
+    }
+
+    /// A top-level value, computed at its first read.
+    #[inline]
+    fn named(&mut self, id: usize) -> F<'a> {
+        match self.cells.get(id) {
+            Some(F::Unset) => self.compute_named(id),
+            Some(F::Busy) | None => self.give_up(F::Absent),
+            Some(v) => *v,
+        }
+    }
+
+    #[inline(never)]
+    fn compute_named(&mut self, id: usize) -> F<'a> {
+        let plan = self.plan;
+        let Some(expr) = plan.lets.get(id) else { return self.give_up(F::Absent) };
+        if let Some(c) = self.cells.get_mut(id) {
+            *c = F::Busy;
+        }
+        // It is defined at root scope: its aggregates take the frames after the root's, so an
+        // enclosing aggregate's frames are kept aside meanwhile.
+        let v = if self.depth == 1 {
+            self.value(expr)
+        } else {
+            let (frames, index, depth) = (self.frames, self.index, self.depth);
+            self.depth = 1;
+            let v = self.value(expr);
+            (self.frames, self.index, self.depth) = (frames, index, depth);
+            v
+        };
+        if let Some(c) = self.cells.get_mut(id) {
+            *c = v;
+        }
+        v
+    }
+
+    /// Item value `id` of the item in scope frame `frame`; its column is computed at the first read.
+    #[inline]
+    fn item(&mut self, frame: u8, id: usize) -> F<'a> {
+        let (Some(start), Some(i)) = (self.column.get(id), self.index.get(frame as usize)) else {
+            return self.give_up(F::Absent);
+        };
+        let at = *start as usize + *i as usize;
+        match self.cells.get(at) {
+            Some(F::Unset) => {
+                self.compute_column(id);
+                match self.cells.get(at) {
+                    Some(F::Unset | F::Busy) | None => self.give_up(F::Absent),
+                    Some(v) => *v,
+                }
+            }
+            Some(F::Busy) | None => self.give_up(F::Absent),
+            Some(v) => *v,
+        }
+    }
+
+    #[inline(never)]
+    fn compute_column(&mut self, id: usize) {
+        let plan = self.plan;
+        let (Some((slot, expr)), Some(start)) = (plan.items.get(id), self.column.get(id)) else {
+            return self.give_up(());
+        };
+        let start = *start as usize;
+        let Value::List(items) = self.root.get(*slot) else { return self.give_up(()) };
+        if let Some(cells) = self.cells.get_mut(start..start + items.len()) {
+            cells.fill(F::Busy);
+        }
+        let (frames, index, depth) = (self.frames, self.index, self.depth);
+        self.depth = 2;
+        match expr {
+            X::Bool(b) if items.len() <= columns::MAX => {
+                let bits = self.vb(b, items, columns::all(items.len()));
+                if let Some(cells) = self.cells.get_mut(start..start + items.len()) {
+                    for (i, c) in cells.iter_mut().enumerate() {
+                        *c = F::Bool(bits >> i & 1 == 1);
+                    }
+                }
+            }
+            X::Num(n) if items.len() <= columns::MAX => {
+                let mut out = [Frac::ZERO; columns::MAX];
+                self.vn(n, items, columns::all(items.len()), &mut out);
+                if let Some(cells) = self.cells.get_mut(start..start + items.len()) {
+                    for (c, v) in cells.iter_mut().zip(out) {
+                        *c = F::Num(v);
+                    }
+                }
+            }
+            _ => {
+                for (i, item) in items.iter().enumerate() {
+                    self.enter(1, item, i);
+                    let v = self.value(expr);
+                    if let Some(c) = self.cells.get_mut(start + i) {
+                        *c = v;
+                    }
+                }
+            }
+        }
+        (self.frames, self.index, self.depth) = (frames, index, depth);
+    }
+
+    /// Where item value `id`'s column starts, computed if it was not.
+    fn ready_column(&mut self, id: usize) -> usize {
+        let start = self.column.get(id).map_or(usize::MAX, |s| *s as usize);
+        if matches!(self.cells.get(start), Some(F::Unset)) {
+            self.compute_column(id);
+        }
+        start
+    }
+
+    /// The items of an aggregate over a root list whose items are in frame 1, and the set of
+    /// those its filter keeps, when the list is short enough for columns.
+    fn column_agg<T>(&mut self, agg: &'a Agg<T>) -> Option<(&'a [Record], columns::Bits)> {
+        let (1, X::Field(0, slot)) = (agg.frame, &agg.list) else { return None };
+        let Value::List(items) = self.root.get(*slot) else { return None };
+        if items.len() > columns::MAX {
+            return None;
+        }
+        let keep = match &agg.filter {
+            Some(f) => self.vb(f, items, columns::all(items.len())),
+            None => columns::all(items.len()),
+        };
+        Some((items, keep))
+    }
+
+    #[inline(always)]
+    fn enter(&mut self, frame: usize, item: &'a Record, i: usize) {
+        if let (Some(f), Some(x)) = (self.frames.get_mut(frame), self.index.get_mut(frame)) {
+            *f = item;
+            *x = u32::try_from(i).unwrap_or(u32::MAX);
+        }
+    }
+
+    /// A value whose leaves are read in place.
+    #[inline(always)]
+    fn x_at(&mut self, e: &'a X) -> F<'a> {
+        match e {
+            X::Field(f, s) => match F::of(self.field(*f, *s)) {
+                Some(v) => v,
+                None => self.give_up(F::Absent),
+            },
+            X::Item(f, id) => self.item(*f, *id),
+            _ => self.x(e),
+        }
+    }
+
+    /// A named value's expression, its condition or number evaluated without the wrapper.
+    #[inline(always)]
+    fn value(&mut self, e: &'a X) -> F<'a> {
+        match e {
+            X::Bool(b) => F::Bool(self.b(b)),
+            X::Num(n) => F::Num(self.n(n)),
+            _ => self.x(e),
+        }
+    }
+
+    /// The items of an aggregate's list.
+    #[inline]
+    fn list(&mut self, l: &'a X) -> &'a [Record] {
+        if let X::Field(f, s) = l
+            && let Value::List(items) = self.field(*f, *s)
+        {
+            return items;
+        }
+        match self.x(l) {
+            F::List(items) => items,
+            _ => self.give_up(&[]),
+        }
+    }
+
+    /// Runs `each` on every item of an aggregate that passes its filter, until it returns
+    /// `false`.
+    #[inline(always)]
+    fn each<T>(&mut self, agg: &'a Agg<T>, mut each: impl FnMut(&mut Self, &'a T) -> bool) {
+        let items = self.list(&agg.list);
+        let frame = agg.frame as usize;
+        let depth = self.depth;
+        self.depth = frame + 1;
+        for (i, item) in items.iter().enumerate() {
+            self.enter(frame, item, i);
+            if let Some(f) = &agg.filter
+                && !self.b_at(f)
+            {
+                continue;
+            }
+            if !each(self, &agg.item) {
+                break;
+            }
+        }
+        self.depth = depth;
+    }
+
+    /// A condition whose leaves are read in place (no call for a constant, field or named value).
+    #[inline(always)]
+    fn b_at(&mut self, e: &'a B) -> bool {
+        match e {
+            B::Lit(v) => *v,
+            B::Field(f, s) => match self.field(*f, *s) {
+                Value::Bool(v) => *v,
+                _ => self.give_up(false),
+            },
+            B::Item(f, id) => match self.item(*f, *id) {
+                F::Bool(v) => v,
+                _ => self.give_up(false),
+            },
+            _ => self.b(e),
+        }
+    }
+
+    /// A number whose leaves are read in place.
+    #[inline(always)]
+    fn n_at(&mut self, e: &'a N) -> Frac {
+        match e {
+            N::Lit(v) => *v,
+            N::Field(f, s) => self.num_field(*f, *s),
+            N::Item(f, id) => match self.item(*f, *id) {
+                F::Num(v) => v,
+                _ => self.give_up(Frac::ZERO),
+            },
+            _ => self.n(e),
+        }
+    }
+
+    #[inline(always)]
+    fn num_field(&mut self, f: u8, s: u16) -> Frac {
+        match self.field(f, s) {
+            Value::Num(v) => {
+                let v = Frac::of(v);
+                self.num(v)
+            }
+            _ => self.give_up(Frac::ZERO),
+        }
+    }
+
+    /// A condition: the common shapes here, the rest in [`Self::b_rare`], so that this
+    /// function (entered at every node) stays small.
+    fn b(&mut self, e: &'a B) -> bool {
+        // Each common shape has its own small function (as a closure would), so a node pays
+        // for its own registers only, not for the largest shape's.
+        match e {
+            B::Lit(_) | B::Field(..) | B::Item(..) => self.b_at(e),
+            B::Let(id) => self.b_let(*id),
+            B::Not(a) => self.b_not(a),
+            B::And(ab) => self.b_and(ab),
+            B::Or(ab) => self.b_or(ab),
+            B::Cmp(op, ab) => self.b_cmp(*op, ab),
+            B::CmpAny(op, ab) => self.b_cmp_any(*op, ab),
+            B::Present(a, yes) => self.b_present(a, *yes),
+            B::If(cab) => self.b_if(cab),
+            B::AllAny(all, agg) => self.b_all_any(*all, agg),
+            B::In(a, list) => self.b_in(a, list),
+            B::Of(a) => self.b_of(a),
+        }
+    }
+
+    #[inline(never)]
+    fn b_let(&mut self, id: usize) -> bool {
+        match self.named(id) {
+            F::Bool(v) => v,
+            _ => self.give_up(false),
+        }
+    }
+
+    #[inline(never)]
+    fn b_not(&mut self, a: &'a B) -> bool {
+        !self.b_at(a)
+    }
+
+    #[inline(never)]
+    fn b_and(&mut self, ab: &'a (B, B)) -> bool {
+        self.b_at(&ab.0) && self.b_at(&ab.1)
+    }
+
+    #[inline(never)]
+    fn b_or(&mut self, ab: &'a (B, B)) -> bool {
+        self.b_at(&ab.0) || self.b_at(&ab.1)
+    }
+
+    #[inline(never)]
+    fn b_cmp(&mut self, op: Op, ab: &'a (N, N)) -> bool {
+        let x = self.n_at(&ab.0);
+        let y = self.n_at(&ab.1);
+        holds(op, x.cmp(y))
+    }
+
+    #[inline(never)]
+    fn b_cmp_any(&mut self, op: Op, ab: &'a (X, X)) -> bool {
+        let x = self.x_at(&ab.0);
+        let y = self.x_at(&ab.1);
+        match compare(x, y) {
+            Some(o) => holds(op, o),
+            None => self.give_up(false),
+        }
+    }
+
+    #[inline(never)]
+    fn b_present(&mut self, a: &'a X, yes: bool) -> bool {
+        matches!(self.x_at(a), F::Absent) != yes
+    }
+
+    #[inline(never)]
+    fn b_if(&mut self, cab: &'a (B, B, B)) -> bool {
+        if self.b_at(&cab.0) { self.b_at(&cab.1) } else { self.b_at(&cab.2) }
+    }
+
+    #[inline(never)]
+    fn b_all_any(&mut self, all: bool, agg: &'a Agg<Option<B>>) -> bool {
+        let depth = self.depth;
+        self.depth = 2;
+        let columns = self.column_agg(agg).map(|(items, keep)| match &agg.item {
+            Some(c) => (keep, self.vb(c, items, keep)),
+            None => (keep, keep),
+        });
+        self.depth = depth;
+        if let Some((keep, holds)) = columns {
+            return if all { holds == keep } else { holds != 0 };
+        }
+        let mut result = all;
+        self.each(agg, |m, item| {
+            let holds = match item {
+                Some(c) => m.b_at(c),
+                None => true,
+            };
+            // `all` stops at the first item that fails, `any` at the first that holds.
+            if holds != all {
+                result = !all;
+                return false;
+            }
+            true
+        });
+        result
+    }
+
+    #[inline(never)]
+    fn b_in(&mut self, a: &'a X, list: &'a [X]) -> bool {
+        let v = self.x(a);
+        for i in list {
+            let w = self.x(i);
+            match compare(v, w) {
+                Some(Ordering::Equal) => return true,
+                Some(_) => {}
+                None => return self.give_up(false),
+            }
+        }
+        false
+    }
+
+    #[inline(never)]
+    fn b_of(&mut self, a: &'a X) -> bool {
+        match self.x(a) {
+            F::Bool(v) => v,
+            _ => self.give_up(false),
+        }
+    }
+
+    #[inline]
+    fn num(&mut self, r: Option<Frac>) -> Frac {
+        match r {
+            Some(v) => v,
+            None => self.give_up(Frac::ZERO),
+        }
+    }
+
+    /// A number: the common shapes here, the rest in [`Self::n_rare`].
+    fn n(&mut self, e: &'a N) -> Frac {
+        match e {
+            N::Lit(_) | N::Field(..) | N::Item(..) => self.n_at(e),
+            N::Let(id) => self.n_let(*id),
+            N::Arith(op, ab) => self.n_arith(*op, ab),
+            N::If(cab) => self.n_if(cab),
+            N::Sum(agg) => self.n_sum(agg),
+            N::Count(agg) => self.n_count(agg),
+            N::Extreme(min, args) => self.n_extreme(*min, args),
+            _ => self.n_rare(e),
+        }
+    }
+
+    #[inline(never)]
+    fn n_let(&mut self, id: usize) -> Frac {
+        match self.named(id) {
+            F::Num(v) => v,
+            _ => self.give_up(Frac::ZERO),
+        }
+    }
+
+    #[inline(never)]
+    fn n_arith(&mut self, op: Op, ab: &'a (N, N)) -> Frac {
+        let x = self.n_at(&ab.0);
+        let y = self.n_at(&ab.1);
+        let v = match op {
+            Op::Add => x.add(y),
+            Op::Sub => x.sub(y),
+            Op::Mul => x.mul(y),
+            _ => x.div(y),
+        };
+        self.num(v)
+    }
+
+    #[inline(never)]
+    fn n_if(&mut self, cab: &'a (B, N, N)) -> Frac {
+        if self.b_at(&cab.0) { self.n_at(&cab.1) } else { self.n_at(&cab.2) }
+    }
+
+    #[inline(never)]
+    fn n_count(&mut self, agg: &'a Agg<()>) -> Frac {
+        if agg.filter.is_some() {
+            let depth = self.depth;
+            self.depth = 2;
+            let keep = self.column_agg(agg).map(|(_, keep)| keep);
+            self.depth = depth;
+            if let Some(keep) = keep {
+                return Frac::int(i64::from(keep.count_ones()));
+            }
+        }
+        if agg.filter.is_none() {
+            let items = self.list(&agg.list);
+            return Frac::int(i64::try_from(items.len()).unwrap_or(i64::MAX));
+        }
+        let mut count: i64 = 0;
+        self.each(agg, |_, _| {
+            count += 1;
+            true
+        });
+        Frac::int(count)
+    }
+
+    #[inline(never)]
+    fn n_sum(&mut self, agg: &'a Agg<N>) -> Frac {
+        let depth = self.depth;
+        self.depth = 2;
+        let mut out = [Frac::ZERO; columns::MAX];
+        let keep = self.column_agg(agg).map(|(items, keep)| {
+            self.vn(&agg.item, items, keep, &mut out);
+            keep
+        });
+        self.depth = depth;
+        if let Some(keep) = keep {
+            let mut sum = Some(Frac::ZERO);
+            for i in columns::each(keep) {
+                if let Some(v) = out.get(i) {
+                    sum = sum.and_then(|s| s.add(*v));
+                }
+            }
+            return self.num(sum);
+        }
+        let mut sum = Some(Frac::ZERO);
+        self.each(agg, |m, item| {
+            let v = m.n_at(item);
+            sum = sum.and_then(|s| s.add(v));
+            true
+        });
+        self.num(sum)
+    }
+
+    #[inline(never)]
+    fn n_extreme(&mut self, min: bool, args: &'a [N]) -> Frac {
+        let want = if min { Ordering::Less } else { Ordering::Greater };
+        let mut best: Option<Frac> = None;
+        for a in args {
+            let v = self.n_at(a);
+            best = Some(match best {
+                Some(cur) if v.cmp(cur) != want => cur,
+                _ => v,
+            });
+        }
+        self.num(best)
+    }
+
+    #[inline(never)]
+    fn n_rare(&mut self, e: &'a N) -> Frac {
+        match e {
+            N::Lit(v) => *v,
+            N::Field(f, s) => match self.field(*f, *s) {
+                Value::Num(v) => {
+                    let v = Frac::of(v);
+                    self.num(v)
+                }
+                _ => self.give_up(Frac::ZERO),
+            },
+            N::Let(id) => match self.named(*id) {
+                F::Num(v) => v,
+                _ => self.give_up(Frac::ZERO),
+            },
+            N::Item(f, id) => match self.item(*f, *id) {
+                F::Num(v) => v,
+                _ => self.give_up(Frac::ZERO),
+            },
+            N::Count(_) | N::Sum(_) | N::Extreme(..) => self.n(e),
+            N::Neg(a) => {
+                let v = self.n(a).neg();
+                self.num(v)
+            }
+            N::Arith(op, ab) => {
+                let x = self.n(&ab.0);
+                let y = self.n(&ab.1);
+                let v = match op {
+                    Op::Add => x.add(y),
+                    Op::Sub => x.sub(y),
+                    Op::Mul => x.mul(y),
+                    _ => x.div(y),
+                };
+                self.num(v)
+            }
+            N::If(cab) => {
+                if self.b(&cab.0) {
+                    self.n(&cab.1)
+                } else {
+                    self.n(&cab.2)
+                }
+            }
+            N::Coalesce(ab) => match self.x(&ab.0) {
+                F::Absent => self.n(&ab.1),
+                F::Num(v) => v,
+                _ => self.give_up(Frac::ZERO),
+            },
+            N::Round(places, mode, a) => {
+                let v = self.n(a).round(*places, *mode);
+                self.num(v)
+            }
+            N::Floor(a) => self.n(a).floor(),
+            N::Ceil(a) => self.n(a).ceil(),
+            N::Abs(a) => {
+                let v = self.n(a);
+                if v.is_negative() {
+                    let v = v.neg();
+                    self.num(v)
+                } else {
+                    v
+                }
+            }
+            N::Clamp(xs) => {
+                let x = self.n(&xs.0);
+                let lo = self.n(&xs.1);
+                let hi = self.n(&xs.2);
+                let x = if x.cmp(lo) == Ordering::Less { lo } else { x };
+                if x.cmp(hi) == Ordering::Greater { hi } else { x }
+            }
+            N::Year(d) => match self.x(d) {
+                F::Date(d) => Frac::int(date::year_of(d)),
+                _ => self.give_up(Frac::ZERO),
+            },
+            N::Of(a) => match self.x(a) {
+                F::Num(v) => v,
+                _ => self.give_up(Frac::ZERO),
+            },
+        }
+    }
+
+    fn x(&mut self, e: &'a X) -> F<'a> {
+        match e {
+            X::Absent => F::Absent,
+            X::EmptyList => F::List(&[]),
+            X::Text(t) => F::Text(t),
+            X::Date(d) => F::Date(*d),
+            X::Enum(t, v) => F::Enum(*t, *v),
+            X::Level(l) => F::Level(*l),
+            X::Field(f, s) => match F::of(self.field(*f, *s)) {
+                Some(v) => v,
+                None => self.give_up(F::Absent),
+            },
+            X::Let(id) => self.named(*id),
+            X::Item(f, id) => self.item(*f, *id),
+            X::Sub(base, slot) => match self.x(base) {
+                F::Rec(r) => match F::of(r.get(*slot)) {
+                    Some(v) => v,
+                    None => self.give_up(F::Absent),
+                },
+                _ => self.give_up(F::Absent),
+            },
+            X::Bool(b) => F::Bool(self.b(b)),
+            X::Num(n) => F::Num(self.n(n)),
+            X::Coalesce(ab) => match self.x(&ab.0) {
+                F::Absent => self.x(&ab.1),
+                v => v,
+            },
+            X::If(cab) => {
+                if self.b(&cab.0) {
+                    self.x(&cab.1)
+                } else {
+                    self.x(&cab.2)
+                }
+            }
+            X::Match(scrutinee, arms, fallback) => {
+                let v = self.x(scrutinee);
+                for (consts, value) in arms {
+                    for k in consts {
+                        let k = self.x(k);
+                        match compare(v, k) {
+                            Some(Ordering::Equal) => return self.x(value),
+                            Some(_) => {}
+                            None => return self.give_up(F::Absent),
+                        }
+                    }
+                }
+                match fallback {
+                    Some(f) => self.x(f),
+                    None => self.give_up(F::Absent),
+                }
+            }
+            X::Avg(agg) => {
+                let mut sum = Some(Frac::ZERO);
+                let mut count: i64 = 0;
+                self.each(agg, |m, item| {
+                    let v = m.n_at(item);
+                    sum = sum.and_then(|s| s.add(v));
+                    count += 1;
+                    true
+                });
+                if count == 0 {
+                    return F::Absent;
+                }
+                let v = sum.and_then(|s| s.div(Frac::int(count)));
+                F::Num(self.num(v))
+            }
+            X::ExtremeOf(min, agg) => {
+                let want = if *min { Ordering::Less } else { Ordering::Greater };
+                let mut best: Option<F<'a>> = None;
+                let mut ok = true;
+                self.each(agg, |m, item| {
+                    let v = m.x(item);
+                    best = Some(match best {
+                        Some(b) => match compare(v, b) {
+                            Some(o) if o != want => b,
+                            Some(_) => v,
+                            None => {
+                                ok = false;
+                                return false;
+                            }
+                        },
+                        None => v,
+                    });
+                    true
+                });
+                if !ok {
+                    return self.give_up(F::Absent);
+                }
+                best.unwrap_or(F::Absent)
+            }
+            X::Extreme(min, args) => {
+                let want = if *min { Ordering::Less } else { Ordering::Greater };
+                let mut best: Option<F<'a>> = None;
+                for a in args {
+                    let v = self.x(a);
+                    best = Some(match best {
+                        Some(cur) => match compare(v, cur) {
+                            Some(o) if o != want => cur,
+                            Some(_) => v,
+                            None => return self.give_up(F::Absent),
+                        },
+                        None => v,
+                    });
+                }
+                best.unwrap_or(F::Absent)
+            }
+            X::PeriodEnd(t) | X::PeriodKind(t) => {
+                let end = matches!(e, X::PeriodEnd(_));
+                match self.x(t) {
+                    F::Text(t) => match date::parse_period(t) {
+                        Some((_, d)) if end => F::Date(d),
+                        Some((kind, _)) => F::Text(kind.as_str()),
+                        None => self.give_up(F::Absent),
+                    },
+                    _ => self.give_up(F::Absent),
+                }
+            }
+        }
+    }
+
+    /// [`super::evaluate_in`] without the trace: the same steps in the same order.
+    fn decide(&mut self, rs: &RuleSet) -> Option<Outcome> {
+        let plan = self.plan;
+        let c = &rs.checked;
+        let mut out = Outcome {
+            level: 0,
+            band: None,
+            total: None,
+            criteria: Vec::with_capacity(c.criteria.len()),
+            flags: Vec::new(),
+            decided_by: Vec::new(),
+            trace: Vec::new(),
+            quota: None,
+        };
+
+        // 1. Eligibility: the first that holds decides.
+        for (i, r) in plan.eligibility.iter().enumerate() {
+            if self.b(&r.when) {
+                out.level = r.target;
+                if let Some((f, _)) = r.flag {
+                    out.add_flag_index(f);
+                }
+                out.decided_by.push(rs.bases.eligibility + i);
+                return Some(out);
+            }
+        }
+
+        // 2. Validity: a record an `invalid` rule rejects is the closures' to explain.
+        for (list, when) in &plan.invalid {
+            match list {
+                None => {
+                    if self.b(when) {
+                        return None;
+                    }
+                }
+                Some(slot) => {
+                    let Value::List(items) = self.root.get(*slot) else { continue };
+                    self.depth = 2;
+                    for (i, item) in items.iter().enumerate() {
+                        self.enter(1, item, i);
+                        if self.b(when) {
+                            return None;
+                        }
+                    }
+                    self.depth = 1;
+                }
+            }
+        }
+
+        // 3. Criteria, score, band, gates.
+        for &id in &c.criteria {
+            let F::Num(v) = self.named(id) else { return None };
+            out.criteria.push((id, v.to_num()));
+        }
+        let F::Num(total) = self.named(c.classify.score) else { return None };
+        let total = total.to_num();
+        out.total = Some(total);
+        let bands = &c.classify.bands;
+        let band_index = bands.iter().position(|b| threshold_met(b.threshold, total)).unwrap_or(bands.len().saturating_sub(1));
+        let band_level = bands.get(band_index).map(|b| b.level).unwrap_or(0);
+        out.band = Some(band_level);
+        let mut level = band_level;
+        for (i, (b, gate)) in bands.iter().zip(&plan.gates).enumerate().skip(band_index) {
+            match gate {
+                None => {
+                    level = b.level;
+                    break;
+                }
+                Some(g) => {
+                    if self.b(g) {
+                        level = b.level;
+                        break;
+                    }
+                    out.decided_by.push(rs.bases.band + i);
+                }
+            }
+        }
+        if level != band_level
+            && let Some(f) = plan.gate_flag
+        {
+            out.add_flag_index(f);
+        }
+
+        // 4. Vetoes.
+        let mut vetoed = false;
+        for (i, r) in plan.vetoes.iter().enumerate() {
+            if self.b(&r.when) {
+                if !vetoed || r.target > level {
+                    level = r.target;
+                }
+                vetoed = true;
+                if let Some((f, _)) = r.flag {
+                    out.add_flag_index(f);
+                }
+                out.decided_by.push(rs.bases.veto + i);
+            }
+        }
+
+        // 5. Caps, when no veto applied.
+        if !vetoed {
+            for (i, r) in plan.caps.iter().enumerate() {
+                if !self.b(&r.when) {
+                    continue;
+                }
+                let Some(target) = &r.target else { continue };
+                let F::Level(cap) = self.x(target) else { continue };
+                let lowered = cap > level;
+                if lowered {
+                    level = cap;
+                }
+                out.decided_by.push(rs.bases.cap + i);
+                if let Some((f, if_lowered)) = r.flag
+                    && (lowered || !if_lowered)
+                {
+                    out.add_flag_index(f);
+                }
+            }
+        }
+
+        // 6. Flag rules.
+        for (i, r) in plan.flags.iter().enumerate() {
+            if self.b(&r.when) {
+                if let Some((f, _)) = r.flag {
+                    out.add_flag_index(f);
+                }
+                out.decided_by.push(rs.bases.flag + i);
+            }
+        }
+        out.level = level;
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compile::{RuleSet, compile};
+    use crate::eval::reference::tests::{Gen, WORKOUT, workout_record};
+    use crate::eval::{Ctx, Outcome, TraceLevel, evaluate_in, record::Record, record::from_json};
+
+    /// The two outcomes, if they differ.
+    fn difference(fast: &Outcome, closures: &Outcome) -> Option<String> {
+        let same_total = match (fast.total, closures.total) {
+            (Some(a), Some(b)) => a.eq(&b) == Ok(true),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        let same_criteria = fast.criteria.len() == closures.criteria.len()
+            && fast.criteria.iter().zip(&closures.criteria).all(|((i, a), (j, b))| i == j && a.eq(b) == Ok(true));
+        let same = fast.level == closures.level
+            && fast.band == closures.band
+            && same_total
+            && same_criteria
+            && fast.flags == closures.flags
+            && fast.decided_by == closures.decided_by
+            && fast.trace.is_empty()
+            && fast.quota.is_none();
+        (!same).then(|| format!("fast {fast:?}\nclosures {closures:?}"))
+    }
+
+    /// Runs both on a record: the fast path must answer exactly as the closures do, or give up;
+    /// it must give up wherever the closures fail. Returns whether it answered.
+    fn compare(rs: &RuleSet, rec: &Record, what: &str) -> bool {
+        let plan = rs.fast.as_deref().unwrap_or_else(|| panic!("{what}: the rules have a fast plan"));
+        let fast = plan.run(rs, rec);
+        let closures = evaluate_in(&mut Ctx::new(rs, rec), TraceLevel::None);
+        match (&fast, &closures) {
+            (Some(f), Ok(c)) => {
+                if let Some(d) = difference(f, c) {
+                    panic!("{what}\n{d}");
+                }
+                true
+            }
+            (Some(f), Err(e)) => panic!("{what}: the fast path answered {f:?} where the closures fail: {e:?}"),
+            (None, _) => false,
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_closures_on_the_conformance_records() {
+        let Some(records) = crate::testdata::conformance_records() else { return };
+        let (reg366, decree335) = (crate::testdata::bundled("reg366.merit"), crate::testdata::bundled("decree335.merit"));
+        let (mut answered, mut classified) = (0, 0);
+        for (rules, record) in &records {
+            let rs = if *rules == "decree335.merit" { &decree335 } else { &reg366 };
+            let Ok(rec) = from_json(&rs.checked.schema, record) else { continue };
+            if compare(rs, &rec, &record.to_string()) {
+                answered += 1;
+            }
+            if crate::eval::evaluate(rs, &rec, TraceLevel::Full).is_ok() {
+                classified += 1;
+            }
+        }
+        assert!(classified >= 1900, "{classified} records classified");
+        // Giving up is never wrong, but on these records it would only cost time.
+        assert_eq!(answered, classified, "the fast path answered {answered} of {classified} records the closures classify");
+    }
+
+    #[test]
+    fn agrees_with_the_closures_on_random_workout_records() {
+        let (rs, _) = compile("workout.merit", WORKOUT).unwrap_or_else(|(_, d)| panic!("workout compiles: {d:?}"));
+        let mut g = Gen(0x2545_f491_4f6c_dd1d);
+        let (mut checked, mut answered) = (0, 0);
+        for _ in 0..3000 {
+            let json = workout_record(&mut g);
+            let Ok(rec) = from_json(&rs.checked.schema, &json) else { continue };
+            checked += 1;
+            if compare(&rs, &rec, &json.to_string()) {
+                answered += 1;
+            }
+        }
+        assert!(checked > 2500, "most generated records fit the schema ({checked})");
+        assert!(answered * 100 >= checked * 99, "the fast path answered {answered} of {checked} records");
+    }
+
+    #[test]
+    fn gives_up_where_a_value_fails_and_the_closures_explain() {
+        let rules = WORKOUT.replace("weights / 3", "weights / (known - known)");
+        let (rs, _) = compile("workout.merit", &rules).unwrap_or_else(|(_, d)| panic!("compiles: {d:?}"));
+        let json = serde_json::json!({"subject_id": "S", "period": "2025", "n": 2, "items": []});
+        let rec = from_json(&rs.checked.schema, &json).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(rs.fast.as_deref().is_some_and(|p| p.run(&rs, &rec).is_none()), "a division by zero gives up");
+        let err = crate::eval::evaluate(&rs, &rec, TraceLevel::None).expect_err("the closures report it");
+        assert!(err.describe(&rs).contains("division by zero"), "{}", err.describe(&rs));
+    }
+
+    #[test]
+    fn the_bundled_rules_have_a_plan() {
+        for file in ["reg366.merit", "decree335.merit"] {
+            assert!(crate::testdata::bundled(file).fast.is_some(), "{file}");
+        }
+    }
+}
