@@ -293,7 +293,7 @@ pub fn evaluate(rs: &RuleSet, record: &Record, trace: TraceLevel) -> Result<Outc
     evaluate_in(&mut ctx, trace)
 }
 
-/// [`evaluate`] with a context the caller keeps (cohorts read ranking keys from it afterwards).
+/// [`evaluate`] with a context the caller keeps, always with the closures (the fast path has none).
 pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, EvalError> {
     let rs: &'a RuleSet = ctx.rs;
     let c = &rs.checked;

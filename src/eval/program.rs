@@ -1210,7 +1210,7 @@ fn items<'a>(v: V<'a>) -> R<&'a [super::record::Record]> {
 mod tests {
     use crate::compile::compile;
     use crate::eval::record::from_json;
-    use crate::eval::{ErrorKind, EvalError, TraceLevel, evaluate};
+    use crate::eval::{Ctx, ErrorKind, EvalError, TraceLevel, evaluate, evaluate_in};
 
     const RULES: &str = r#"ruleset lazy "Lazy" version "1" effective 2020-01-01
 record {
@@ -1232,7 +1232,7 @@ classify by total { good when total >= 5 require all_ok or first_small weak othe
     fn run(json: serde_json::Value) -> Result<(u8, String), EvalError> {
         let (rs, _) = compile("lazy.merit", RULES).expect("compiles");
         let rec = from_json(&rs.checked.schema, &json).expect("fits");
-        evaluate(&rs, &rec, TraceLevel::None).map(|o| (o.level, o.total.map(|t| t.to_string()).unwrap_or_default()))
+        evaluate_in(&mut Ctx::new(&rs, &rec), TraceLevel::None).map(|o| (o.level, o.total.map(|t| t.to_string()).unwrap_or_default()))
     }
 
     #[test]
@@ -1316,7 +1316,7 @@ classify by total { good when total >= 5 require done weak otherwise }
         // Each memo gives its values back as the same values.
         let rec = from_json(&rs.checked.schema, &serde_json::json!({"subject_id": "K", "period": "2025", "n": 3, "items": [{"v": 2.5}]}))
             .expect("fits");
-        let o = evaluate(&rs, &rec, TraceLevel::None).expect("classifies");
+        let o = evaluate_in(&mut Ctx::new(&rs, &rec), TraceLevel::None).expect("classifies");
         assert_eq!((o.level, o.total.map(|t| t.to_string())), (0, Some("8".to_string())), "2 + 1 + 2 + 3");
     }
 
@@ -1374,7 +1374,7 @@ classify by total { good when total >= 5 weak otherwise }
         let (rs, _) = compile("once.merit", ONCE).expect("compiles");
         let run = |json: serde_json::Value| {
             let rec = from_json(&rs.checked.schema, &json).expect("fits");
-            evaluate(&rs, &rec, TraceLevel::None).map(|o| (o.level, o.total.map(|t| t.to_string())))
+            evaluate_in(&mut Ctx::new(&rs, &rec), TraceLevel::None).map(|o| (o.level, o.total.map(|t| t.to_string())))
         };
         let items = serde_json::json!([{"v": 1}, {"v": 3}]);
         assert_eq!(
@@ -1392,7 +1392,7 @@ classify by total { good when total >= 5 weak otherwise }
         let (rs2, _) = compile("once.merit", &rules).expect("compiles");
         let rec = from_json(&rs2.checked.schema, &serde_json::json!({"subject_id": "C", "period": "2025", "p": 0, "items": items}))
             .expect("fits");
-        match evaluate(&rs2, &rec, TraceLevel::None) {
+        match evaluate_in(&mut Ctx::new(&rs2, &rec), TraceLevel::None) {
             Err(EvalError::Rule(e)) => assert_eq!((e.kind, e.rule.as_deref()), (ErrorKind::DivisionByZero, Some("share"))),
             other => panic!("expected a rule error, got {other:?}"),
         }

@@ -1,10 +1,11 @@
 //! Item values a column at a time: an item value's expression is evaluated node by node over
 //! all the items of its list at once, conditions as bit sets (one bit an item) and numbers as
 //! arrays, so that a node costs one dispatch for the list instead of one an item. Each node runs
-//! only for the items its enclosing `and`, `or`, `if` would evaluate it for (the mask), so the
-//! items computed are exactly those a per-item evaluation computes. Shapes without a column
-//! form are evaluated item by item. Lists of more than [`MAX`] items are left to the per-item
-//! path.
+//! only for the items its enclosing `and`, `or`, `if` would evaluate it for (the mask). (An item
+//! value read is computed for the whole list, and an aggregate's `all` or `any` does not stop at
+//! the first decisive item, so more can be computed than per item: see the module above.) Shapes
+//! without a column form are evaluated item by item. Lists of more than [`MAX`] items are left to
+//! the per-item path.
 
 use super::frac::Frac;
 use super::lower::{B, N, X};
@@ -73,7 +74,7 @@ impl<'a> Machine<'a> {
                 }
             }
             B::Item(1, id) => {
-                let start = self.ready_column(*id);
+                let Some(start) = self.ready_column(*id) else { return self.give_up(0) };
                 let mut out = 0;
                 for i in each(mask) {
                     match self.cells.get(start + i) {
@@ -97,21 +98,7 @@ impl<'a> Machine<'a> {
                 let c = self.vb(&cab.0, items, mask);
                 self.vb(&cab.1, items, c) | self.vb(&cab.2, items, mask & !c)
             }
-            B::Cmp(op, ab) => {
-                let mut x = [Frac::ZERO; MAX];
-                let mut y = [Frac::ZERO; MAX];
-                self.vn(&ab.0, items, mask, &mut x);
-                self.vn(&ab.1, items, mask, &mut y);
-                let mut out = 0;
-                for i in each(mask) {
-                    if let (Some(a), Some(b)) = (x.get(i), y.get(i))
-                        && holds(*op, a.cmp(*b))
-                    {
-                        out |= 1 << i;
-                    }
-                }
-                out
-            }
+            B::Cmp(op, ab) => self.vb_cmp(*op, ab, items, mask),
             B::CmpAny(op, ab) if matches!(ab.0, X::Field(1, _)) && matches!(ab.1, X::Field(1, _)) => {
                 let (X::Field(_, s), X::Field(_, t)) = (&ab.0, &ab.1) else { return 0 };
                 let mut out = 0;
@@ -187,7 +174,7 @@ impl<'a> Machine<'a> {
                 }
             }
             N::Item(1, id) => {
-                let start = self.ready_column(*id);
+                let Some(start) = self.ready_column(*id) else { return self.give_up(()) };
                 for i in each(mask) {
                     match (self.cells.get(start + i), out.get_mut(i)) {
                         (Some(F::Num(v)), Some(o)) => *o = *v,
@@ -195,49 +182,13 @@ impl<'a> Machine<'a> {
                     }
                 }
             }
-            N::Arith(op, ab) => {
-                let mut y = [Frac::ZERO; MAX];
-                self.vn(&ab.0, items, mask, out);
-                self.vn(&ab.1, items, mask, &mut y);
-                for i in each(mask) {
-                    let (Some(o), Some(b)) = (out.get_mut(i), y.get(i)) else { continue };
-                    let v = match op {
-                        Op::Add => o.add(*b),
-                        Op::Sub => o.sub(*b),
-                        Op::Mul => o.mul(*b),
-                        _ => o.div(*b),
-                    };
-                    match v {
-                        Some(v) => *o = v,
-                        None => return self.give_up(()),
-                    }
-                }
-            }
+            N::Arith(op, ab) => self.vn_arith(*op, ab, items, mask, out),
             N::If(cab) => {
                 let c = self.vb(&cab.0, items, mask);
                 self.vn(&cab.1, items, c, out);
                 self.vn(&cab.2, items, mask & !c, out);
             }
-            N::Extreme(min, args) if !args.is_empty() => {
-                let want = if *min { Ordering::Less } else { Ordering::Greater };
-                let mut y = [Frac::ZERO; MAX];
-                let mut first = true;
-                for a in args {
-                    if first {
-                        self.vn(a, items, mask, out);
-                        first = false;
-                        continue;
-                    }
-                    self.vn(a, items, mask, &mut y);
-                    for i in each(mask) {
-                        if let (Some(o), Some(v)) = (out.get_mut(i), y.get(i))
-                            && v.cmp(*o) == want
-                        {
-                            *o = *v;
-                        }
-                    }
-                }
-            }
+            N::Extreme(min, args) if !args.is_empty() => self.vn_extreme(*min, args, items, mask, out),
             _ => {
                 for i in each(mask) {
                     let Some(item) = items.get(i) else { return self.give_up(()) };
@@ -246,6 +197,66 @@ impl<'a> Machine<'a> {
                     if let Some(o) = out.get_mut(i) {
                         *o = v;
                     }
+                }
+            }
+        }
+    }
+
+    // The shapes that need a column of their own keep it in their own frame, so that the
+    // recursion through `and`, `or`, `not` and `if` stays small on the stack.
+
+    #[inline(never)]
+    fn vb_cmp(&mut self, op: Op, ab: &'a (N, N), items: &'a [Record], mask: Bits) -> Bits {
+        let mut x = [Frac::ZERO; MAX];
+        let mut y = [Frac::ZERO; MAX];
+        self.vn(&ab.0, items, mask, &mut x);
+        self.vn(&ab.1, items, mask, &mut y);
+        let mut out = 0;
+        for i in each(mask) {
+            if let (Some(a), Some(b)) = (x.get(i), y.get(i))
+                && holds(op, a.cmp(*b))
+            {
+                out |= 1 << i;
+            }
+        }
+        out
+    }
+
+    #[inline(never)]
+    fn vn_arith(&mut self, op: Op, ab: &'a (N, N), items: &'a [Record], mask: Bits, out: &mut Nums) {
+        let mut y = [Frac::ZERO; MAX];
+        self.vn(&ab.0, items, mask, out);
+        self.vn(&ab.1, items, mask, &mut y);
+        for i in each(mask) {
+            let (Some(o), Some(b)) = (out.get_mut(i), y.get(i)) else { continue };
+            let v = match op {
+                Op::Add => o.add(*b),
+                Op::Sub => o.sub(*b),
+                Op::Mul => o.mul(*b),
+                _ => o.div(*b),
+            };
+            match v {
+                Some(v) => *o = v,
+                None => return self.give_up(()),
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn vn_extreme(&mut self, min: bool, args: &'a [N], items: &'a [Record], mask: Bits, out: &mut Nums) {
+        let want = if min { Ordering::Less } else { Ordering::Greater };
+        let mut y = [Frac::ZERO; MAX];
+        let mut rest = args.iter();
+        if let Some(first) = rest.next() {
+            self.vn(first, items, mask, out);
+        }
+        for a in rest {
+            self.vn(a, items, mask, &mut y);
+            for i in each(mask) {
+                if let (Some(o), Some(v)) = (out.get_mut(i), y.get(i))
+                    && v.cmp(*o) == want
+                {
+                    *o = *v;
                 }
             }
         }
