@@ -60,7 +60,8 @@ pub struct RuleSet {
     pub bases: SourceBases,
     /// Every flag code, sorted; outcomes refer to flags by index into this.
     pub flag_codes: Vec<String>,
-    /// Every expression compiled to closures (what evaluation runs).
+    /// Every expression compiled to closures (what traced evaluation runs, and trace-off evaluation
+    /// where the fast path gives up).
     pub program: Arc<Program>,
     /// The rules lowered for the fast path (evaluation with the trace off), when they can be.
     pub fast: Option<Arc<Plan>>,

@@ -726,44 +726,13 @@ impl<'a> Machine<'a> {
     #[inline(never)]
     fn n_rare(&mut self, e: &'a N) -> Frac {
         match e {
-            N::Lit(v) => *v,
-            N::Field(f, s) => match self.field(*f, *s) {
-                Value::Num(v) => {
-                    let v = Frac::of(v);
-                    self.num(v)
-                }
-                _ => self.give_up(Frac::ZERO),
-            },
-            N::Let(id) => match self.named(*id) {
-                F::Num(v) => v,
-                _ => self.give_up(Frac::ZERO),
-            },
-            N::Item(f, id) => match self.item(*f, *id) {
-                F::Num(v) => v,
-                _ => self.give_up(Frac::ZERO),
-            },
-            N::Count(_) | N::Sum(_) | N::Extreme(..) => self.n(e),
+            // `n` handles these itself (never sends them here).
+            N::Lit(_) | N::Field(..) | N::Let(_) | N::Item(..) | N::Arith(..) | N::If(_) | N::Count(_) | N::Sum(_) | N::Extreme(..) => {
+                self.n(e)
+            }
             N::Neg(a) => {
                 let v = self.n(a).neg();
                 self.num(v)
-            }
-            N::Arith(op, ab) => {
-                let x = self.n(&ab.0);
-                let y = self.n(&ab.1);
-                let v = match op {
-                    Op::Add => x.add(y),
-                    Op::Sub => x.sub(y),
-                    Op::Mul => x.mul(y),
-                    _ => x.div(y),
-                };
-                self.num(v)
-            }
-            N::If(cab) => {
-                if self.b(&cab.0) {
-                    self.n(&cab.1)
-                } else {
-                    self.n(&cab.2)
-                }
             }
             N::Coalesce(ab) => match self.x(&ab.0) {
                 F::Absent => self.n(&ab.1),
