@@ -214,6 +214,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// An outcome before any step, with room for `criteria` criterion values.
+    pub(crate) fn empty(criteria: usize) -> Outcome {
+        Outcome {
+            level: 0,
+            band: None,
+            total: None,
+            criteria: Vec::with_capacity(criteria),
+            flags: Vec::new(),
+            decided_by: Vec::new(),
+            trace: Vec::new(),
+            quota: None,
+        }
+    }
+
     pub(crate) fn add_flag(&mut self, rs: &RuleSet, code: &str) {
         if let Some(i) = rs.flag_index(code) {
             self.add_flag_index(i);
@@ -299,17 +313,11 @@ pub fn evaluate_in<'a>(ctx: &mut Ctx<'a>, trace: TraceLevel) -> Result<Outcome, 
     let c = &rs.checked;
     let p = &*rs.program;
     let root = Stack::root(ctx.root);
-    let mut out = Outcome {
-        level: 0,
-        band: None,
-        total: None,
-        criteria: Vec::with_capacity(c.criteria.len()),
-        flags: Vec::new(),
-        decided_by: Vec::new(),
+    let mut out = Outcome::empty(c.criteria.len());
+    if trace != TraceLevel::None {
         // Criteria, score, band, final and the next-level note, plus a few decisions.
-        trace: if trace == TraceLevel::None { Vec::new() } else { Vec::with_capacity(c.criteria.len() + 8) },
-        quota: None,
-    };
+        out.trace.reserve(c.criteria.len() + 8);
+    }
     let tracing = trace != TraceLevel::None;
     let full = trace == TraceLevel::Full;
 

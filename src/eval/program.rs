@@ -457,7 +457,9 @@ fn is_cmp(op: Op) -> bool {
     matches!(op, Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge)
 }
 
-fn holds(op: Op, ord: Ordering) -> bool {
+/// Whether a comparison operator holds for the ordering of its operands.
+#[inline]
+pub(super) fn holds(op: Op, ord: Ordering) -> bool {
     match op {
         Op::Eq => ord == Ordering::Equal,
         Op::Ne => ord != Ordering::Equal,

@@ -9,8 +9,9 @@
 
 use super::frac::Frac;
 use super::lower::{B, N, X};
-use super::{F, Machine, holds};
+use super::{F, Machine};
 use crate::check::ir::Op;
+use crate::eval::program::holds;
 use crate::eval::record::{Record, Value};
 use std::cmp::Ordering;
 

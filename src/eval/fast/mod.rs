@@ -26,10 +26,11 @@ mod frac;
 mod lower;
 
 use super::expr::MAX_FRAMES;
+use super::program::holds;
 use super::record::{Record, Value};
 use super::{Outcome, threshold_met};
 use crate::check::Checked;
-use crate::check::ir::{Const, Ex, Op};
+use crate::check::ir::{Const, DecisionRule, Ex, Op};
 use crate::compile::RuleSet;
 use crate::date;
 use frac::Frac;
@@ -116,18 +117,6 @@ fn compare(a: F<'_>, b: F<'_>) -> Option<Ordering> {
     })
 }
 
-#[inline]
-fn holds(op: Op, ord: Ordering) -> bool {
-    match op {
-        Op::Eq => ord == Ordering::Equal,
-        Op::Ne => ord != Ordering::Equal,
-        Op::Lt => ord == Ordering::Less,
-        Op::Le => ord != Ordering::Greater,
-        Op::Gt => ord == Ordering::Greater,
-        _ => ord != Ordering::Less,
-    }
-}
-
 /// The most item values a plan takes (their columns' starts live in a fixed array).
 const MAX_ITEM_VALUES: usize = 64;
 
@@ -149,11 +138,14 @@ impl Plan {
             .iter()
             .map(|l| Some((l.list_slot, Lower::new(c, Some(l.list_slot)).named(&l.expr, l.ty)?)))
             .collect::<Option<_>>()?;
-        let eligibility = c
-            .eligibility
-            .iter()
-            .map(|r| Some(Decision { when: root().b(&r.when)?, target: level(&r.target)?, flag: flag(&r.flag) }))
-            .collect::<Option<_>>()?;
+        // Eligibility rules and vetoes: a condition and the outcome it forces.
+        let forcing = |rules: &[DecisionRule]| {
+            rules
+                .iter()
+                .map(|r| Some(Decision { when: root().b(&r.when)?, target: level(&r.target)?, flag: flag(&r.flag) }))
+                .collect::<Option<Vec<_>>>()
+        };
+        let eligibility = forcing(&c.eligibility)?;
         let invalid = c
             .invalid
             .iter()
@@ -171,11 +163,7 @@ impl Plan {
                 None => Some(None),
             })
             .collect::<Option<_>>()?;
-        let vetoes = c
-            .vetoes
-            .iter()
-            .map(|r| Some(Decision { when: root().b(&r.when)?, target: level(&r.target)?, flag: flag(&r.flag) }))
-            .collect::<Option<_>>()?;
+        let vetoes = forcing(&c.vetoes)?;
         let caps = c
             .caps
             .iter()
@@ -780,12 +768,8 @@ impl<'a> Machine<'a> {
             X::Date(d) => F::Date(*d),
             X::Enum(t, v) => F::Enum(*t, *v),
             X::Level(l) => F::Level(*l),
-            X::Field(f, s) => match F::of(self.field(*f, *s)) {
-                Some(v) => v,
-                None => self.give_up(F::Absent),
-            },
+            X::Field(..) | X::Item(..) => self.x_at(e),
             X::Let(id) => self.named(*id),
-            X::Item(f, id) => self.item(*f, *id),
             X::Sub(base, slot) => match self.x(base) {
                 F::Rec(r) => match F::of(r.get(*slot)) {
                     Some(v) => v,
@@ -900,16 +884,7 @@ impl<'a> Machine<'a> {
     fn decide(&mut self, rs: &RuleSet) -> Option<Outcome> {
         let plan = self.plan;
         let c = &rs.checked;
-        let mut out = Outcome {
-            level: 0,
-            band: None,
-            total: None,
-            criteria: Vec::with_capacity(c.criteria.len()),
-            flags: Vec::new(),
-            decided_by: Vec::new(),
-            trace: Vec::new(),
-            quota: None,
-        };
+        let mut out = Outcome::empty(c.criteria.len());
 
         // 1. Eligibility: the first that holds decides.
         for (i, r) in plan.eligibility.iter().enumerate() {
