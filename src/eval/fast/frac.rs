@@ -48,6 +48,12 @@ impl Frac {
         Frac { n: i, d: 1 }
     }
 
+    /// Whether the two have the same parts (and so the same value).
+    #[inline]
+    pub(super) fn same(self, other: Frac) -> bool {
+        self.n == other.n && self.d == other.d
+    }
+
     /// A [`Num`] as a `Frac`, if its parts fit in 64 bits as they are or in lowest terms.
     #[inline(always)]
     pub(super) fn of(x: &Num) -> Option<Frac> {
@@ -66,7 +72,7 @@ impl Frac {
     }
 
     /// `self + other`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn add(self, other: Frac) -> Option<Frac> {
         if self.d == other.d {
             return match self.n.checked_add(other.n) {
@@ -78,7 +84,7 @@ impl Frac {
     }
 
     /// `self - other`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn sub(self, other: Frac) -> Option<Frac> {
         if self.d == other.d {
             return match self.n.checked_sub(other.n) {
@@ -104,6 +110,19 @@ impl Frac {
     /// else in 128 bits (where they cannot overflow).
     #[inline]
     fn cross(self, other: Frac, minus: bool) -> Option<Frac> {
+        // An integer and a fraction (`1 - k/4`): one product.
+        if self.d == 1
+            && let Some(a) = self.n.checked_mul(other.d)
+            && let Some(n) = if minus { a.checked_sub(other.n) } else { a.checked_add(other.n) }
+        {
+            return Some(Frac::halved(n, other.d));
+        }
+        if other.d == 1
+            && let Some(b) = other.n.checked_mul(self.d)
+            && let Some(n) = if minus { self.n.checked_sub(b) } else { self.n.checked_add(b) }
+        {
+            return Some(Frac::halved(n, self.d));
+        }
         if let (Some(a), Some(b), Some(d)) = (self.n.checked_mul(other.d), other.n.checked_mul(self.d), self.d.checked_mul(other.d))
             && let Some(n) = if minus { a.checked_sub(b) } else { a.checked_add(b) }
         {
@@ -116,7 +135,7 @@ impl Frac {
     }
 
     /// `self * other`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn mul(self, other: Frac) -> Option<Frac> {
         if let (Some(n), Some(d)) = (self.n.checked_mul(other.n), self.d.checked_mul(other.d)) {
             return Some(Frac::halved(n, d));
@@ -147,7 +166,7 @@ impl Frac {
     }
 
     /// Compares the values exactly (the cross products fit in 128 bits).
-    #[inline]
+    #[inline(always)]
     pub(super) fn cmp(self, other: Frac) -> Ordering {
         if self.d == other.d {
             return self.n.cmp(&other.n);

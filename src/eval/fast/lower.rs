@@ -10,6 +10,7 @@ use crate::eval::expr::MAX_FRAMES;
 use crate::num::Rounding;
 
 /// A condition.
+#[derive(Clone)]
 pub(super) enum B {
     Lit(bool),
     Field(u8, u16),
@@ -32,6 +33,7 @@ pub(super) enum B {
 }
 
 /// A number.
+#[derive(Clone)]
 pub(super) enum N {
     Lit(Frac),
     Field(u8, u16),
@@ -56,6 +58,7 @@ pub(super) enum N {
 }
 
 /// Any value.
+#[derive(Clone)]
 pub(super) enum X {
     Absent,
     EmptyList,
@@ -83,6 +86,7 @@ pub(super) enum X {
 }
 
 /// An aggregate: the list, the scope frame its items take, a filter and the item expression.
+#[derive(Clone)]
 pub(super) struct Agg<T> {
     pub list: X,
     pub frame: u8,

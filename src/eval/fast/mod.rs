@@ -22,6 +22,7 @@
 //! where the closures fail.
 
 mod columns;
+mod flat;
 mod frac;
 mod lower;
 
@@ -52,6 +53,8 @@ pub struct Plan {
     vetoes: Vec<Decision<u8>>,
     caps: Vec<Decision<Option<X>>>,
     flags: Vec<Decision<()>>,
+    /// The values and conditions as a flat program, run before the decisions.
+    flat: Option<flat::Flat>,
 }
 
 /// A decision rule: its condition, target and flag (index into the rule set's flag codes, and
@@ -178,13 +181,85 @@ impl Plan {
         let flags =
             c.flags.iter().map(|r| Some(Decision { when: root().b(&r.when)?, target: (), flag: flag(&r.flag) })).collect::<Option<_>>()?;
         let gate_flag = c.classify.flag.as_ref().and_then(|f| flag_index(&f.code));
-        Some(Plan { lets, items, eligibility, invalid, gates, gate_flag, vetoes, caps, flags })
+        let mut plan = Plan { lets, items, eligibility, invalid, gates, gate_flag, vetoes, caps, flags, flat: None };
+        plan.flat = plan.flatten(c);
+        Some(plan)
+    }
+
+    /// The plan's flat program, or `None` when its values have no dependency order. Compiled
+    /// twice: the first time finds the lets the trees read, which the second writes into the cells.
+    fn flatten(&self, c: &Checked) -> Option<flat::Flat> {
+        let mut publish = vec![false; self.lets.len()];
+        for &id in c.criteria.iter().chain([&c.classify.score]) {
+            if let Some(p) = publish.get_mut(id) {
+                *p = true;
+            }
+        }
+        let first = self.flat_with(c, publish.clone())?;
+        for (p, read) in publish.iter_mut().zip(first.read_by_trees) {
+            *p |= read;
+        }
+        self.flat_with(c, publish)
+    }
+
+    fn flat_with(&self, c: &Checked, publish: Vec<bool>) -> Option<flat::Flat> {
+        let mut fc = flat::Compiler::new(c, &self.lets, &self.items, publish);
+        fc.values(c)?;
+        let mut d = flat::Decisions::default();
+        // A condition, and what its tree reads when it escapes to the trees.
+        let cond = |fc: &mut flat::Compiler<'_>, b: &B, ex: &Ex, item_list: Option<u16>| {
+            fc.clear_escaped();
+            let r = match item_list {
+                None => fc.condition(b),
+                Some(slot) => fc.any_item(b, slot),
+            };
+            if fc.escaped() {
+                fc.read_by(ex);
+            }
+            r
+        };
+        for (r, rule) in self.eligibility.iter().zip(&c.eligibility) {
+            d.eligibility.push(cond(&mut fc, &r.when, &rule.when, None));
+        }
+        for ((list, when), rule) in self.invalid.iter().zip(&c.invalid) {
+            d.invalid.push(cond(&mut fc, when, &rule.when, *list));
+        }
+        for (g, band) in self.gates.iter().zip(&c.classify.bands) {
+            d.gates.push(match (g, &band.gate) {
+                (Some(g), Some((ex, _, _))) => Some(cond(&mut fc, g, ex, None)),
+                _ => None,
+            });
+        }
+        for (r, rule) in self.vetoes.iter().zip(&c.vetoes) {
+            d.vetoes.push(cond(&mut fc, &r.when, &rule.when, None));
+        }
+        for (r, rule) in self.caps.iter().zip(&c.caps) {
+            d.caps.push(cond(&mut fc, &r.when, &rule.when, None));
+            if let Some(t) = &rule.target {
+                fc.read_by(t);
+            }
+        }
+        for (r, rule) in self.flags.iter().zip(&c.flags) {
+            d.flags.push(cond(&mut fc, &r.when, &rule.when, None));
+        }
+        fc.finish(d)
     }
 
     /// The record's outcome with no trace, or `None` where the closures must answer.
     pub fn run(&self, rs: &RuleSet, record: &Record) -> Option<Outcome> {
+        self.run_with(rs, record, true)
+    }
+
+    /// [`Plan::run`], with the flat program or with the trees alone.
+    fn run_with(&self, rs: &RuleSet, record: &Record, use_flat: bool) -> Option<Outcome> {
         let mut m = Machine::new(self, record);
-        let out = m.decide(rs);
+        let mut regs = flat::Regs::take();
+        let ran = match &self.flat {
+            Some(f) if use_flat => m.run_flat(f, &mut regs),
+            _ => false,
+        };
+        let out = if m.gave_up { None } else { m.decide(rs, self.flat.as_ref().filter(|_| ran), &regs) };
+        regs.give_back();
         if m.gave_up { None } else { out }
     }
 }
@@ -880,15 +955,25 @@ impl<'a> Machine<'a> {
         }
     }
 
+    /// A decision's condition: the flat program's register when it has one, else the tree.
+    fn cond(&mut self, tree: &'a B, reg: Option<u32>, regs: &flat::Regs) -> bool {
+        match reg {
+            Some(r) => regs.get(r),
+            None => self.b(tree),
+        }
+    }
+
     /// [`super::evaluate_in`] without the trace: the same steps in the same order.
-    fn decide(&mut self, rs: &RuleSet) -> Option<Outcome> {
+    fn decide(&mut self, rs: &RuleSet, flat: Option<&flat::Flat>, regs: &flat::Regs) -> Option<Outcome> {
+        // A condition: from the flat program's register when it ran, else from the tree.
+        let reg = |pick: fn(&flat::Flat) -> &[u32], i: usize| flat.and_then(|f| pick(f).get(i).copied());
         let plan = self.plan;
         let c = &rs.checked;
         let mut out = Outcome::empty(c.criteria.len());
 
         // 1. Eligibility: the first that holds decides.
         for (i, r) in plan.eligibility.iter().enumerate() {
-            if self.b(&r.when) {
+            if self.cond(&r.when, reg(|f| &f.eligibility, i), regs) {
                 out.level = r.target;
                 if let Some((f, _)) = r.flag {
                     out.add_flag_index(f);
@@ -902,7 +987,13 @@ impl<'a> Machine<'a> {
             return None;
         }
         // 2. Validity: a record an `invalid` rule rejects is the closures' to explain.
-        for (list, when) in &plan.invalid {
+        for (k, (list, when)) in plan.invalid.iter().enumerate() {
+            if let Some(r) = reg(|f| &f.invalid, k) {
+                if regs.get(r) {
+                    return None;
+                }
+                continue;
+            }
             match list {
                 None => {
                     if self.b(when) {
@@ -946,7 +1037,8 @@ impl<'a> Machine<'a> {
                     break;
                 }
                 Some(g) => {
-                    if self.b(g) {
+                    let at = flat.and_then(|f| f.gates.get(i).copied().flatten());
+                    if self.cond(g, at, regs) {
                         level = b.level;
                         break;
                     }
@@ -966,7 +1058,7 @@ impl<'a> Machine<'a> {
         // 4. Vetoes.
         let mut vetoed = false;
         for (i, r) in plan.vetoes.iter().enumerate() {
-            if self.b(&r.when) {
+            if self.cond(&r.when, reg(|f| &f.vetoes, i), regs) {
                 if !vetoed || r.target > level {
                     level = r.target;
                 }
@@ -984,7 +1076,7 @@ impl<'a> Machine<'a> {
         // 5. Caps, when no veto applied.
         if !vetoed {
             for (i, r) in plan.caps.iter().enumerate() {
-                if !self.b(&r.when) {
+                if !self.cond(&r.when, reg(|f| &f.caps, i), regs) {
                     continue;
                 }
                 let Some(target) = &r.target else { continue };
@@ -1007,7 +1099,7 @@ impl<'a> Machine<'a> {
         }
         // 6. Flag rules.
         for (i, r) in plan.flags.iter().enumerate() {
-            if self.b(&r.when) {
+            if self.cond(&r.when, reg(|f| &f.flags, i), regs) {
                 if let Some((f, _)) = r.flag {
                     out.add_flag_index(f);
                 }
@@ -1018,7 +1110,6 @@ impl<'a> Machine<'a> {
         Some(out)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use crate::compile::{RuleSet, compile};
@@ -1046,9 +1137,12 @@ mod tests {
 
     /// Runs both on a record: the fast path must answer exactly as the closures do, or give up;
     /// it must give up wherever the closures fail. Returns whether it answered.
-    fn compare(rs: &RuleSet, rec: &Record, what: &str) -> bool {
+    /// Whether the fast path answered, with the flat program (`flat`) or with the trees alone;
+    /// panics where its answer differs from the closures'.
+    fn compare(rs: &RuleSet, rec: &Record, what: &str, flat: bool) -> bool {
         let plan = rs.fast.as_deref().unwrap_or_else(|| panic!("{what}: the rules have a fast plan"));
-        let fast = plan.run(rs, rec);
+        assert!(plan.flat.is_some(), "{what}: the rules have a flat program");
+        let fast = plan.run_with(rs, rec, flat);
         let closures = evaluate_in(&mut Ctx::new(rs, rec), TraceLevel::None);
         match (&fast, &closures) {
             (Some(f), Ok(c)) => {
@@ -1066,12 +1160,15 @@ mod tests {
     fn agrees_with_the_closures_on_the_conformance_records() {
         let Some(records) = crate::testdata::conformance_records() else { return };
         let (reg366, decree335) = (crate::testdata::bundled("reg366.merit"), crate::testdata::bundled("decree335.merit"));
-        let (mut answered, mut classified) = (0, 0);
+        let (mut answered, mut by_trees, mut classified) = (0, 0, 0);
         for (rules, record) in &records {
             let rs = if *rules == "decree335.merit" { &decree335 } else { &reg366 };
             let Ok(rec) = from_json(&rs.checked.schema, record) else { continue };
-            if compare(rs, &rec, &record.to_string()) {
+            if compare(rs, &rec, &record.to_string(), true) {
                 answered += 1;
+            }
+            if compare(rs, &rec, &record.to_string(), false) {
+                by_trees += 1;
             }
             if crate::eval::evaluate(rs, &rec, TraceLevel::Full).is_ok() {
                 classified += 1;
@@ -1080,6 +1177,7 @@ mod tests {
         assert!(classified >= 1900, "{classified} records classified");
         // Giving up is never wrong, but on these records it would only cost time.
         assert_eq!(answered, classified, "the fast path answered {answered} of {classified} records the closures classify");
+        assert_eq!(by_trees, classified, "the trees alone answered {by_trees} of {classified} records the closures classify");
     }
 
     /// The workout rules of the reference tests, with more shapes: a top-level value read from
@@ -1107,7 +1205,7 @@ flag f3 "F3" when high_level and any(items: ratio2 > 100) because "r"
         let rules = fast_workout();
         let (rs, _) = compile("workout.merit", &rules).unwrap_or_else(|(_, d)| panic!("workout compiles: {d:?}"));
         let mut g = Gen(0x2545_f491_4f6c_dd1d);
-        let (mut checked, mut answered, mut failed, mut long) = (0, 0, 0, 0);
+        let (mut checked, mut answered, mut by_trees, mut failed, mut long) = (0, 0, 0, 0, 0);
         for n in 0..3000 {
             let mut json = workout_record(&mut g);
             // Every fifth record gets 40 items (past the columns' 32): the per-item paths.
@@ -1121,8 +1219,11 @@ flag f3 "F3" when high_level and any(items: ratio2 > 100) because "r"
             }
             let Ok(rec) = from_json(&rs.checked.schema, &json) else { continue };
             checked += 1;
-            if compare(&rs, &rec, &json.to_string()) {
+            if compare(&rs, &rec, &json.to_string(), true) {
                 answered += 1;
+            }
+            if compare(&rs, &rec, &json.to_string(), false) {
+                by_trees += 1;
             }
             if crate::eval::evaluate(&rs, &rec, TraceLevel::Full).is_err() {
                 failed += 1;
@@ -1132,6 +1233,10 @@ flag f3 "F3" when high_level and any(items: ratio2 > 100) because "r"
         assert!(long > 300, "{long} records with long lists");
         assert!(failed > 100, "the closures fail on some records ({failed}), so never answering there is tested");
         assert!(answered * 2 > checked, "the fast path answered {answered} of {checked} records");
+        assert!(by_trees * 2 > checked, "the trees alone answered {by_trees} of {checked} records");
+        println!(
+            "workout: {checked} records, {answered} answered (flat program), {by_trees} by the trees alone, {failed} closure failures"
+        );
     }
 
     #[test]
