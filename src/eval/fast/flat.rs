@@ -3,19 +3,22 @@
 //! decisions. A tree node costs a call and a dispatch on every visit; an instruction here costs a
 //! dispatch in one loop, and a value read is a register read.
 //!
-//! Every named value and item value of a condition or number type is computed eagerly, in
-//! dependency order, and its result is written into the machine's cells, so the trees see it.
-//! `and`, `or`, `if` and `??` jump over what they would not evaluate; in a column, a mask does
-//! the same per item, as in `columns`. A shape the program has no instruction for is left to the
-//! tree that the rest of the fast path uses (an escape): at root scope through [`Machine::b`] and
-//! [`Machine::n`], in a column through [`Machine::vb`] and [`Machine::vn`]. Named values of other
-//! types (text, dates, levels, optional values) stay with the trees, computed at their first read.
+//! Every named value and item value that is never absent and lowers to a condition or a number
+//! is computed eagerly, in dependency order; a named value that a tree reads (or `decide`: the
+//! criteria and the score) is also written into the machine's cells. Item values are not: a tree
+//! that reads one computes its column again (correct, and rare). `and`, `or`, `if` and `??` jump
+//! (forward only) over what they would not evaluate; in a column, a mask does the same per item,
+//! as in `columns`. A shape the program has no instruction for is left to the tree that the rest
+//! of the fast path uses (an escape): at root scope through [`Machine::b`] and [`Machine::n`], in
+//! a column through [`Machine::vb`] and [`Machine::vn`]. Named values of other types (text,
+//! dates, levels, optional values) stay with the trees, computed at their first read.
 //!
 //! Computing eagerly can compute a value the closures would not have needed; if it fails, the
-//! fast path gives up where the closures would not have failed, and the closures then answer.
-//! So, as elsewhere in the fast path, eagerness costs time on such records, never a different
-//! outcome. A record with a list of more than [`columns::MAX`] items read as columns skips the
-//! program and is evaluated by the trees alone.
+//! program gives up where the trees would not have, and the trees then evaluate the record alone
+//! (and, if they give up too, the closures). So eagerness costs time on such records, never a
+//! different outcome. A record with a list of more than [`columns::MAX`] items, or an absent
+//! list, read as columns skips the program and is evaluated by the trees alone. The program
+//! does not recurse at run time (escapes aside), so its stack use is the trees'.
 
 use super::columns::{self, Bits, Nums};
 use super::frac::Frac;
@@ -224,10 +227,10 @@ enum Ins {
         m: R,
         l: u16,
     },
+    /// The items that have the field.
     CPresent {
         d: R,
         slot: u16,
-        yes: bool,
         m: R,
         l: u16,
     },
@@ -415,6 +418,19 @@ impl Regs {
     #[inline(always)]
     fn col_mut(&mut self, r: R) -> Option<&mut Nums> {
         self.cols.get_mut(r as usize & (COLS - 1))
+    }
+
+    /// Fills this thread's registers with junk (constants included: they are set again), so
+    /// that a test sees a read of a register or lane the run did not write.
+    #[cfg(test)]
+    pub(super) fn poison() {
+        let mut r = Regs::take();
+        r.owner = 0;
+        let junk = Frac::int(7).div(Frac::int(3)).unwrap_or(Frac::ZERO);
+        r.nums.fill(junk);
+        r.bits.fill(0xA5A5_A5A5_A5A5_A5A5);
+        r.cols.fill([junk; columns::MAX]);
+        r.give_back();
     }
 
     /// Keeps the registers for this thread's next run.
@@ -638,11 +654,6 @@ impl<'p> Compiler<'p> {
         Some(true)
     }
 
-    /// A condition at root scope, as a bits register of 0 or 1.
-    pub(super) fn condition(&mut self, e: &B) -> R {
-        self.b(e)
-    }
-
     /// Whether a condition holds for any item of root list `slot`, as a bits register of 0 or 1.
     pub(super) fn any_item(&mut self, e: &B, slot: u16) -> R {
         let m = self.all(slot);
@@ -761,7 +772,7 @@ impl<'p> Compiler<'p> {
                     }
                     Load::Present => {
                         let d = self.bit();
-                        self.emit(Ins::CPresent { d, slot, yes: true, m: under, l });
+                        self.emit(Ins::CPresent { d, slot, m: under, l });
                         d
                     }
                 };
@@ -988,7 +999,7 @@ impl<'p> Compiler<'p> {
     }
 
     /// A condition at root scope, as a bits register of 0 or 1.
-    fn b(&mut self, e: &B) -> R {
+    pub(super) fn b(&mut self, e: &B) -> R {
         match e {
             B::Lit(v) => {
                 let d = self.bit();
@@ -1359,10 +1370,8 @@ impl<'a> Machine<'a> {
             regs.owner = flat.id;
         }
         for &(slot, r) in &flat.lists {
-            let Value::List(items) = self.root.get(slot) else {
-                self.give_up(());
-                return false;
-            };
+            // An absent list (an optional one) is the trees' to handle, as is a long one.
+            let Value::List(items) = self.root.get(slot) else { return false };
             if items.len() > columns::MAX {
                 return false;
             }
@@ -1372,6 +1381,11 @@ impl<'a> Machine<'a> {
         while let Some(&ins) = flat.code.get(pc) {
             pc += 1;
             if let Some(to) = self.step(flat, regs, ins) {
+                // Jumps go forward only, so a run always ends.
+                if (to as usize) < pc {
+                    self.give_up(());
+                    return false;
+                }
                 pc = to as usize;
             }
             if self.gave_up {
@@ -1420,6 +1434,8 @@ impl<'a> Machine<'a> {
     /// One instruction; `Some(pc)` for a jump taken.
     #[inline(always)]
     fn step(&mut self, flat: &'a Flat, r: &mut Regs, ins: Ins) -> Option<R> {
+        #[cfg(test)]
+        tests::ran(&ins);
         let n = |r: &Regs, i: R| r.num(i);
         let b = |r: &Regs, i: R| r.bit(i);
         let set_n = |r: &mut Regs, i: R, v: Frac| r.set_num(i, v);
@@ -1610,12 +1626,11 @@ impl<'a> Machine<'a> {
                 }
                 set_b(r, d, out);
             }
-            Ins::CPresent { d, slot, yes, m, l } => {
+            Ins::CPresent { d, slot, m, l } => {
                 let items = self.list_items(l);
                 let mut out = 0;
                 for i in columns::each(b(r, m)) {
-                    let absent = matches!(items.get(i).map(|it| it.get(slot)), Some(Value::Absent) | None);
-                    if absent != yes {
+                    if !matches!(items.get(i).map(|it| it.get(slot)), Some(Value::Absent) | None) {
                         out |= 1 << i;
                     }
                 }
@@ -1754,8 +1769,37 @@ impl<'a> Machine<'a> {
     }
 }
 
+/// The name of an instruction's kind (its `Debug` form up to the fields).
 #[cfg(test)]
-mod tests {
+fn kind(ins: &Ins) -> String {
+    format!("{ins:?}").split([' ', '{']).next().unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::{Flat, Ins, kind};
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    thread_local! {
+        static RAN: RefCell<BTreeSet<String>> = const { RefCell::new(BTreeSet::new()) };
+    }
+
+    /// Notes that an instruction of this kind ran on this thread.
+    pub(super) fn ran(ins: &Ins) {
+        RAN.with(|r| r.borrow_mut().insert(kind(ins)));
+    }
+
+    /// The kinds of instruction that ran on this thread.
+    pub(in crate::eval::fast) fn kinds_run() -> BTreeSet<String> {
+        RAN.with(|r| r.borrow().clone())
+    }
+
+    /// The kinds of instruction in a program.
+    pub(in crate::eval::fast) fn kinds_in(flat: &Flat) -> BTreeSet<String> {
+        flat.code.iter().map(kind).collect()
+    }
+
     #[test]
     #[ignore = "prints the bundled rules' flat program"]
     fn print_program() {

@@ -13,6 +13,10 @@
 //! a root list of up to 32 items, at root scope, run the same way, so that a node costs one
 //! dispatch for the list rather than one per item.
 //!
+//! The trees are compiled once more into a flat program (`flat`) that computes the values and
+//! the decisions' conditions eagerly into registers before `decide` runs; where it gives up or
+//! does not run (a list too long for columns), the trees evaluate the record alone.
+//!
 //! Computing a whole column can compute an item value the closures would not have needed (after
 //! the item where an `all` stopped, say); if that fails, the fast path gives up where the
 //! closures would not have failed, and the closures then answer. So giving up costs time, never
@@ -186,8 +190,9 @@ impl Plan {
         Some(plan)
     }
 
-    /// The plan's flat program, or `None` when its values have no dependency order. Compiled
-    /// twice: the first time finds the lets the trees read, which the second writes into the cells.
+    /// The plan's flat program, or `None` when its values have no dependency order or it would
+    /// need more registers than a run has. Compiled twice: the first time finds the lets the
+    /// trees read, which the second writes into the cells.
     fn flatten(&self, c: &Checked) -> Option<flat::Flat> {
         let mut publish = vec![false; self.lets.len()];
         for &id in c.criteria.iter().chain([&c.classify.score]) {
@@ -210,7 +215,7 @@ impl Plan {
         let cond = |fc: &mut flat::Compiler<'_>, b: &B, ex: &Ex, item_list: Option<u16>| {
             fc.clear_escaped();
             let r = match item_list {
-                None => fc.condition(b),
+                None => fc.b(b),
                 Some(slot) => fc.any_item(b, slot),
             };
             if fc.escaped() {
@@ -247,21 +252,50 @@ impl Plan {
 
     /// The record's outcome with no trace, or `None` where the closures must answer.
     pub fn run(&self, rs: &RuleSet, record: &Record) -> Option<Outcome> {
-        self.run_with(rs, record, true)
+        self.run_with(rs, record, Mode::Flat)
     }
 
-    /// [`Plan::run`], with the flat program or with the trees alone.
-    fn run_with(&self, rs: &RuleSet, record: &Record, use_flat: bool) -> Option<Outcome> {
-        let mut m = Machine::new(self, record);
+    /// [`Plan::run`] in a given mode.
+    fn run_with(&self, rs: &RuleSet, record: &Record, mode: Mode) -> Option<Outcome> {
         let mut regs = flat::Regs::take();
-        let ran = match &self.flat {
-            Some(f) if use_flat => m.run_flat(f, &mut regs),
-            _ => false,
-        };
-        let out = if m.gave_up { None } else { m.decide(rs, self.flat.as_ref().filter(|_| ran), &regs) };
+        let out = self.run_in(rs, record, mode, &mut regs);
         regs.give_back();
+        out
+    }
+
+    fn run_in(&self, rs: &RuleSet, record: &Record, mode: Mode, regs: &mut flat::Regs) -> Option<Outcome> {
+        if mode != Mode::Trees
+            && let Some(f) = &self.flat
+        {
+            let mut m = Machine::new(self, record);
+            if m.run_flat(f, regs) {
+                let out = m.decide(rs, Some(f), regs);
+                if !m.gave_up {
+                    return out;
+                }
+            }
+            // The program computes values eagerly: a failure the trees would not reach, an
+            // absent list, or a list too long for columns leaves the record to the trees.
+            if mode == Mode::FlatOnly {
+                return None;
+            }
+        }
+        let mut m = Machine::new(self, record);
+        let out = m.decide(rs, None, regs);
         if m.gave_up { None } else { out }
     }
+}
+
+/// How [`Plan::run_with`] evaluates a record.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// The flat program, then (where it gives up or does not run) the trees alone.
+    Flat,
+    /// The trees alone.
+    Trees,
+    /// The flat program alone (for tests: `None` wherever it gives up).
+    #[cfg_attr(not(test), allow(dead_code, reason = "the tests compare each evaluator alone"))]
+    FlatOnly,
 }
 
 /// One fast run over one record.
@@ -1112,6 +1146,7 @@ impl<'a> Machine<'a> {
 }
 #[cfg(test)]
 mod tests {
+    use super::{Mode, flat};
     use crate::compile::{RuleSet, compile};
     use crate::eval::reference::tests::{Gen, WORKOUT, workout_record};
     use crate::eval::{Ctx, Outcome, TraceLevel, evaluate_in, record::Record, record::from_json};
@@ -1137,12 +1172,14 @@ mod tests {
 
     /// Runs both on a record: the fast path must answer exactly as the closures do, or give up;
     /// it must give up wherever the closures fail. Returns whether it answered.
-    /// Whether the fast path answered, with the flat program (`flat`) or with the trees alone;
-    /// panics where its answer differs from the closures'.
-    fn compare(rs: &RuleSet, rec: &Record, what: &str, flat: bool) -> bool {
+    /// Whether the fast path answered in `mode`; panics where its answer differs from the
+    /// closures'. The registers are filled with junk first, so that a read of a register or
+    /// lane the run did not write shows.
+    fn compare(rs: &RuleSet, rec: &Record, what: &str, mode: Mode) -> bool {
         let plan = rs.fast.as_deref().unwrap_or_else(|| panic!("{what}: the rules have a fast plan"));
         assert!(plan.flat.is_some(), "{what}: the rules have a flat program");
-        let fast = plan.run_with(rs, rec, flat);
+        flat::Regs::poison();
+        let fast = plan.run_with(rs, rec, mode);
         let closures = evaluate_in(&mut Ctx::new(rs, rec), TraceLevel::None);
         match (&fast, &closures) {
             (Some(f), Ok(c)) => {
@@ -1160,16 +1197,14 @@ mod tests {
     fn agrees_with_the_closures_on_the_conformance_records() {
         let Some(records) = crate::testdata::conformance_records() else { return };
         let (reg366, decree335) = (crate::testdata::bundled("reg366.merit"), crate::testdata::bundled("decree335.merit"));
-        let (mut answered, mut by_trees, mut classified) = (0, 0, 0);
+        let (mut answered, mut by_program, mut by_trees, mut classified) = (0, 0, 0, 0);
         for (rules, record) in &records {
             let rs = if *rules == "decree335.merit" { &decree335 } else { &reg366 };
             let Ok(rec) = from_json(&rs.checked.schema, record) else { continue };
-            if compare(rs, &rec, &record.to_string(), true) {
-                answered += 1;
-            }
-            if compare(rs, &rec, &record.to_string(), false) {
-                by_trees += 1;
-            }
+            let what = record.to_string();
+            answered += usize::from(compare(rs, &rec, &what, Mode::Flat));
+            by_program += usize::from(compare(rs, &rec, &what, Mode::FlatOnly));
+            by_trees += usize::from(compare(rs, &rec, &what, Mode::Trees));
             if crate::eval::evaluate(rs, &rec, TraceLevel::Full).is_ok() {
                 classified += 1;
             }
@@ -1177,13 +1212,16 @@ mod tests {
         assert!(classified >= 1900, "{classified} records classified");
         // Giving up is never wrong, but on these records it would only cost time.
         assert_eq!(answered, classified, "the fast path answered {answered} of {classified} records the closures classify");
+        assert_eq!(by_program, classified, "the flat program alone answered {by_program} of {classified} records the closures classify");
         assert_eq!(by_trees, classified, "the trees alone answered {by_trees} of {classified} records the closures classify");
     }
 
     /// The workout rules of the reference tests, with more shapes: a top-level value read from
     /// item scope (its aggregate runs inside a column), an optional item value (computed item
     /// by item), item values that fail on some items (a division by zero) where the closures
-    /// need them and where they do not, a `not`, numeric `min`/`max` and level comparisons.
+    /// need them and where they do not, a `not`, numeric `min`/`max` and level comparisons,  a
+    /// negation, `or false` and a top-level condition inside a column (so that every kind of
+    /// instruction the programs hold runs).
     fn fast_workout() -> String {
         let extra = r#"let mv = avg(items where v present: v) ?? 0
 let items.vi = if mv > 0 then v else (v ?? 0) + mv
@@ -1193,9 +1231,13 @@ let items.ratio2 = 10 / w
 let none_small = not any(items where w > 0: inv > 0.5)
 let capped = max(0, min(nn ?? 0, 3))
 let high_level = if lvl present then (lvl ?? weak) >= fair else false
+let neg = -(nn ?? 0)
+let zc = count(items where w > 3 or false)
+let anyb = count(items where both and w > 1)
 "#;
         let flags = r#"flag f2 "F2" when vis > 1 and none_small and capped < 3 because "v"
 flag f3 "F3" when high_level and any(items: ratio2 > 100) because "r"
+flag f4 "F4" when neg + zc + anyb > 0 because "t"
 "#;
         WORKOUT.replacen("score total", &format!("{extra}score total"), 1).replacen("quota q1", &format!("{flags}quota q1"), 1)
     }
@@ -1205,7 +1247,7 @@ flag f3 "F3" when high_level and any(items: ratio2 > 100) because "r"
         let rules = fast_workout();
         let (rs, _) = compile("workout.merit", &rules).unwrap_or_else(|(_, d)| panic!("workout compiles: {d:?}"));
         let mut g = Gen(0x2545_f491_4f6c_dd1d);
-        let (mut checked, mut answered, mut by_trees, mut failed, mut long) = (0, 0, 0, 0, 0);
+        let (mut checked, mut answered, mut by_program, mut by_trees, mut failed, mut long) = (0, 0, 0, 0, 0, 0);
         for n in 0..3000 {
             let mut json = workout_record(&mut g);
             // Every fifth record gets 40 items (past the columns' 32): the per-item paths.
@@ -1219,12 +1261,10 @@ flag f3 "F3" when high_level and any(items: ratio2 > 100) because "r"
             }
             let Ok(rec) = from_json(&rs.checked.schema, &json) else { continue };
             checked += 1;
-            if compare(&rs, &rec, &json.to_string(), true) {
-                answered += 1;
-            }
-            if compare(&rs, &rec, &json.to_string(), false) {
-                by_trees += 1;
-            }
+            let what = json.to_string();
+            answered += usize::from(compare(&rs, &rec, &what, Mode::Flat));
+            by_program += usize::from(compare(&rs, &rec, &what, Mode::FlatOnly));
+            by_trees += usize::from(compare(&rs, &rec, &what, Mode::Trees));
             if crate::eval::evaluate(&rs, &rec, TraceLevel::Full).is_err() {
                 failed += 1;
             }
@@ -1233,9 +1273,12 @@ flag f3 "F3" when high_level and any(items: ratio2 > 100) because "r"
         assert!(long > 300, "{long} records with long lists");
         assert!(failed > 100, "the closures fail on some records ({failed}), so never answering there is tested");
         assert!(answered * 2 > checked, "the fast path answered {answered} of {checked} records");
+        assert!(by_program * 2 > checked, "the flat program alone answered {by_program} of {checked} records");
         assert!(by_trees * 2 > checked, "the trees alone answered {by_trees} of {checked} records");
+        // Where the program gives up, the trees answer: together they answer at least as often.
+        assert!(answered >= by_trees.max(by_program), "{answered} answered, {by_program} by the program, {by_trees} by the trees");
         println!(
-            "workout: {checked} records, {answered} answered (flat program), {by_trees} by the trees alone, {failed} closure failures"
+            "workout: {checked} records; answered {answered}, by the flat program alone {by_program}, by the trees alone {by_trees}; the closures fail on {failed}"
         );
     }
 
@@ -1297,6 +1340,38 @@ flag f3 "F3" when high_level and any(items: ratio2 > 100) because "r"
         );
         assert_eq!(fast, full);
         assert_eq!(fast, Some((0, Some("2".to_string()))), "two items have x > 0 (an even number of `not`s)");
+    }
+
+    /// Every kind of instruction that the bundled rules' and the workout's programs hold runs
+    /// on the conformance and workout records, with the other kinds listed.
+    #[test]
+    fn every_instruction_in_the_programs_runs() {
+        let Some(records) = crate::testdata::conformance_records() else { return };
+        let (reg366, decree335) = (crate::testdata::bundled("reg366.merit"), crate::testdata::bundled("decree335.merit"));
+        let (workout, _) = compile("workout.merit", &fast_workout()).unwrap_or_else(|(_, d)| panic!("workout compiles: {d:?}"));
+        for (rules, record) in &records {
+            let rs = if *rules == "decree335.merit" { &decree335 } else { &reg366 };
+            if let Ok(rec) = from_json(&rs.checked.schema, record) {
+                compare(rs, &rec, &record.to_string(), Mode::FlatOnly);
+            }
+        }
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..1000 {
+            let json = workout_record(&mut g);
+            if let Ok(rec) = from_json(&workout.checked.schema, &json) {
+                compare(&workout, &rec, &json.to_string(), Mode::FlatOnly);
+            }
+        }
+        let mut emitted = std::collections::BTreeSet::new();
+        for rs in [&reg366, &decree335, &workout] {
+            let program =
+                rs.fast.as_deref().and_then(|p| p.flat.as_ref()).unwrap_or_else(|| panic!("{} has a flat program", rs.checked.id));
+            emitted.extend(flat::tests::kinds_in(program));
+        }
+        let ran = flat::tests::kinds_run();
+        let never: Vec<_> = emitted.difference(&ran).collect();
+        assert!(never.is_empty(), "instructions in the programs that never ran: {never:?}");
+        println!("instructions run: {ran:?}");
     }
 
     #[test]
