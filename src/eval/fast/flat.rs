@@ -371,7 +371,8 @@ thread_local! {
 impl Regs {
     /// This thread's registers (new ones if they are in use), to give back with [`Regs::give_back`].
     pub(super) fn take() -> Box<Regs> {
-        REGS.with(std::cell::Cell::take).unwrap_or_else(|| {
+        // `try_with`: a thread being torn down gets registers of its own instead of a panic.
+        REGS.try_with(std::cell::Cell::take).ok().flatten().unwrap_or_else(|| {
             Box::new(Regs {
                 owner: 0,
                 nums: Box::new([Frac::ZERO; NUMS]),
@@ -435,7 +436,8 @@ impl Regs {
 
     /// Keeps the registers for this thread's next run.
     pub(super) fn give_back(self: Box<Self>) {
-        REGS.with(|r| r.set(Some(self)));
+        // A thread being torn down drops them.
+        let _kept = REGS.try_with(|r| r.set(Some(self)));
     }
 }
 
