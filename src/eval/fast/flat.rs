@@ -1380,7 +1380,7 @@ impl<'a> Machine<'a> {
             regs.set_bit(r, columns::all(items.len()));
         }
         let mut pc = 0usize;
-        while let Some(&ins) = flat.code.get(pc) {
+        while let Some(ins) = flat.code.get(pc) {
             pc += 1;
             if let Some(to) = self.step(flat, regs, ins) {
                 // Jumps go forward only, so a run always ends.
@@ -1390,11 +1390,17 @@ impl<'a> Machine<'a> {
                 }
                 pc = to as usize;
             }
-            if self.gave_up {
-                return false;
-            }
         }
-        true
+        // An instruction that gives up ends the run (`stop`); an escape that gives up does not,
+        // and the run goes on with dummy values, which only costs time.
+        !self.gave_up
+    }
+
+    /// Gives up, and ends the run (a jump past the end).
+    #[cold]
+    fn stop(&mut self) -> Option<R> {
+        self.gave_up = true;
+        Some(R::MAX)
     }
 
     /// A field's value compared with constant `k` (`None`: absent, or another type).
@@ -1435,14 +1441,14 @@ impl<'a> Machine<'a> {
 
     /// One instruction; `Some(pc)` for a jump taken.
     #[inline(always)]
-    fn step(&mut self, flat: &'a Flat, r: &mut Regs, ins: Ins) -> Option<R> {
+    fn step(&mut self, flat: &'a Flat, r: &mut Regs, ins: &Ins) -> Option<R> {
         #[cfg(test)]
-        tests::ran(&ins);
+        tests::ran(ins);
         let n = |r: &Regs, i: R| r.num(i);
         let b = |r: &Regs, i: R| r.bit(i);
         let set_n = |r: &mut Regs, i: R, v: Frac| r.set_num(i, v);
         let set_b = |r: &mut Regs, i: R, v: Bits| r.set_bit(i, v);
-        match ins {
+        match *ins {
             Ins::NField { d, slot } => {
                 let v = self.num_field(0, slot);
                 set_n(r, d, v);
@@ -1536,7 +1542,7 @@ impl<'a> Machine<'a> {
                 let v = self.compare_const(self.root.get(slot), flat, k);
                 match v {
                     Some(o) => set_b(r, d, Bits::from(holds(op, o))),
-                    None => return self.give_up(None),
+                    None => return self.stop(),
                 }
             }
             Ins::BInConsts { d, slot, k, n } => {
@@ -1549,7 +1555,7 @@ impl<'a> Machine<'a> {
                             break;
                         }
                         Some(_) => {}
-                        None => return self.give_up(None),
+                        None => return self.stop(),
                     }
                 }
                 set_b(r, d, Bits::from(found));
@@ -1604,7 +1610,7 @@ impl<'a> Machine<'a> {
             Ins::CFieldN { d, slot, m, l } => {
                 let items = self.list_items(l);
                 let keep = b(r, m);
-                let Some(out) = r.col_mut(d) else { return self.give_up(None) };
+                let Some(out) = r.col_mut(d) else { return self.stop() };
                 for i in columns::each(keep) {
                     let v = match items.get(i).map(|it| it.get(slot)) {
                         Some(Value::Num(v)) => Frac::of(v),
@@ -1612,7 +1618,7 @@ impl<'a> Machine<'a> {
                     };
                     match v {
                         Some(v) => put(out, i, v),
-                        None => return self.give_up(None),
+                        None => return self.stop(),
                     }
                 }
             }
@@ -1623,7 +1629,7 @@ impl<'a> Machine<'a> {
                     match items.get(i).map(|it| it.get(slot)) {
                         Some(Value::Bool(true)) => out |= 1 << i,
                         Some(Value::Bool(false)) => {}
-                        _ => return self.give_up(None),
+                        _ => return self.stop(),
                     }
                 }
                 set_b(r, d, out);
@@ -1642,11 +1648,11 @@ impl<'a> Machine<'a> {
                 let items = self.list_items(l);
                 let mut out = 0;
                 for i in columns::each(b(r, m)) {
-                    let Some(item) = items.get(i) else { return self.give_up(None) };
+                    let Some(item) = items.get(i) else { return self.stop() };
                     match self.compare_const(item.get(slot), flat, k) {
                         Some(o) if holds(op, o) => out |= 1 << i,
                         Some(_) => {}
-                        None => return self.give_up(None),
+                        None => return self.stop(),
                     }
                 }
                 set_b(r, d, out);
@@ -1655,7 +1661,7 @@ impl<'a> Machine<'a> {
                 let items = self.list_items(l);
                 let mut out = 0;
                 for i in columns::each(b(r, m)) {
-                    let Some(item) = items.get(i) else { return self.give_up(None) };
+                    let Some(item) = items.get(i) else { return self.stop() };
                     let o = match (item.get(s), item.get(t)) {
                         (Value::Date(x), Value::Date(y)) => Some(x.cmp(y)),
                         (x, y) => match (F::of(x), F::of(y)) {
@@ -1666,14 +1672,14 @@ impl<'a> Machine<'a> {
                     match o {
                         Some(o) if holds(op, o) => out |= 1 << i,
                         Some(_) => {}
-                        None => return self.give_up(None),
+                        None => return self.stop(),
                     }
                 }
                 set_b(r, d, out);
             }
             Ins::CBcastN { d, a, m } => {
                 let (v, keep) = (n(r, a), b(r, m));
-                let Some(out) = r.col_mut(d) else { return self.give_up(None) };
+                let Some(out) = r.col_mut(d) else { return self.stop() };
                 for i in columns::each(keep) {
                     put(out, i, v);
                 }
@@ -1681,19 +1687,19 @@ impl<'a> Machine<'a> {
             Ins::CYear { d, slot, m, l } => {
                 let items = self.list_items(l);
                 let keep = b(r, m);
-                let Some(out) = r.col_mut(d) else { return self.give_up(None) };
+                let Some(out) = r.col_mut(d) else { return self.stop() };
                 for i in columns::each(keep) {
                     match items.get(i).map(|it| it.get(slot)) {
                         Some(Value::Date(v)) => put(out, i, Frac::int(crate::date::year_of(*v))),
-                        _ => return self.give_up(None),
+                        _ => return self.stop(),
                     }
                 }
             }
             Ins::CBcastB { d, a, m } => set_b(r, d, if b(r, a) != 0 { b(r, m) } else { 0 }),
             Ins::CArith { op, d, a, b: y, m } => {
                 let keep = b(r, m);
-                let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.give_up(None) };
-                let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.give_up(None) };
+                let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
+                let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
                 // One loop an operator, so that each is inlined.
                 let ok = match op {
                     Op::Add => lanes2(keep, x, y, out, Frac::add),
@@ -1702,7 +1708,7 @@ impl<'a> Machine<'a> {
                     _ => lanes2(keep, x, y, out, Frac::div),
                 };
                 if !ok {
-                    return self.give_up(None);
+                    return self.stop();
                 }
             }
             Ins::CCmp { op, d, a, b: y, m } => {
@@ -1719,8 +1725,8 @@ impl<'a> Machine<'a> {
             Ins::CExtreme { min, d, a, b: y, m } => {
                 let want = if min { Ordering::Less } else { Ordering::Greater };
                 let keep = b(r, m);
-                let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.give_up(None) };
-                let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.give_up(None) };
+                let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
+                let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
                 for i in columns::each(keep) {
                     let (x, v) = (at(x, i), at(y, i));
                     put(out, i, if v.cmp(x) == want { v } else { x });
@@ -1728,8 +1734,8 @@ impl<'a> Machine<'a> {
             }
             Ins::CSelect { d, c, a, b: y, m } => {
                 let (pick, keep) = (b(r, c), b(r, m));
-                let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.give_up(None) };
-                let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.give_up(None) };
+                let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
+                let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
                 for i in columns::each(keep) {
                     put(out, i, if pick >> i & 1 == 1 { at(x, i) } else { at(y, i) });
                 }
@@ -1742,7 +1748,7 @@ impl<'a> Machine<'a> {
                     Some(e) => self.in_column(|me| me.vn(e, items, mask, &mut out)),
                     None => self.give_up(()),
                 }
-                let Some(dst) = r.col_mut(d) else { return self.give_up(None) };
+                let Some(dst) = r.col_mut(d) else { return self.stop() };
                 for i in columns::each(mask) {
                     put(dst, i, at(&out, i));
                 }
