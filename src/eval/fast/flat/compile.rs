@@ -1,0 +1,877 @@
+//! Compiling a plan's trees into a [`Flat`] program: the dependency order of the values, the
+//! registers, the jumps, the shared loads, and the escapes to the trees.
+
+use super::{BITS, COLS, Flat, Ins, NEXT_ID, NUMS, R};
+use crate::check::Checked;
+use crate::check::ir::Ex;
+use crate::eval::fast::frac::Frac;
+use crate::eval::fast::lower::{Agg, B, N, X};
+
+/// A value's register: a number, or a condition (a bits register).
+#[derive(Clone, Copy)]
+enum Reg {
+    Num(R),
+    Bool(R),
+}
+
+/// What a load reads of an item field.
+#[derive(Clone, Copy, PartialEq)]
+enum Load {
+    Num,
+    Bool,
+    Present,
+}
+
+/// A named value or item value, as a node of the dependency order.
+#[derive(Clone, Copy, PartialEq)]
+enum Node {
+    Let(usize),
+    Item(usize),
+}
+
+/// Compiles a plan's values and conditions into a [`Flat`].
+pub(in crate::eval::fast) struct Compiler<'p> {
+    lets: &'p [X],
+    items: &'p [(u16, X)],
+    code: Vec<Ins>,
+    trees_b: Vec<B>,
+    trees_n: Vec<N>,
+    values: Vec<X>,
+    nums: R,
+    bits: R,
+    cols: R,
+    lists: Vec<(u16, R)>,
+    let_regs: Vec<Option<Reg>>,
+    item_regs: Vec<Option<Reg>>,
+    /// Number and column registers that hold constants, set once per thread and plan.
+    consts: Vec<(R, Frac)>,
+    col_consts: Vec<(R, Frac)>,
+    /// Lets whose value a tree or the decisions read from the cells.
+    publish: Vec<bool>,
+    /// Whether an escape to the trees was emitted since this was last cleared.
+    escaped: bool,
+    /// How many jumps the code being emitted is conditional on.
+    depth: u32,
+    /// Item fields loaded for all the items of their list: (list, field, column, depth), kept
+    /// while the code emitted runs after the load on every path.
+    loads: Vec<(u16, u16, Load, R, u32)>,
+    checked: &'p Checked,
+    /// The lets the trees read from the cells, as far as this compilation shows.
+    pub(in crate::eval::fast) read_by_trees: Vec<bool>,
+}
+
+/// Collects the named values and item values an expression reads.
+fn reads(ex: &Ex, out: &mut Vec<Node>) {
+    match ex {
+        Ex::Let(id) => out.push(Node::Let(*id)),
+        Ex::ItemLet { id, .. } => out.push(Node::Item(*id)),
+        _ => ex.for_each_child(|c| reads(c, out)),
+    }
+}
+
+impl<'p> Compiler<'p> {
+    /// A compiler for a plan's named values (`lets`) and item values (`items`) that writes
+    /// the lets of `publish` into the cells.
+    pub(in crate::eval::fast) fn new(checked: &'p Checked, lets: &'p [X], items: &'p [(u16, X)], publish: Vec<bool>) -> Compiler<'p> {
+        Compiler {
+            checked,
+            lets,
+            items,
+            code: Vec::new(),
+            trees_b: Vec::new(),
+            trees_n: Vec::new(),
+            values: Vec::new(),
+            nums: 0,
+            bits: 0,
+            cols: 0,
+            lists: Vec::new(),
+            let_regs: vec![None; lets.len()],
+            item_regs: vec![None; items.len()],
+            consts: Vec::new(),
+            col_consts: Vec::new(),
+            read_by_trees: vec![false; lets.len()],
+            publish,
+            escaped: false,
+            depth: 0,
+            loads: Vec::new(),
+        }
+    }
+
+    /// Emits every value of the checked rules in dependency order; `None` if the order cannot
+    /// be found (a cycle, which the checker rejects).
+    pub(in crate::eval::fast) fn values(&mut self, c: &Checked) -> Option<()> {
+        let nodes: Vec<Node> = (0..c.lets.len()).map(Node::Let).chain((0..c.item_lets.len()).map(Node::Item)).collect();
+        // 0 unvisited, 1 in progress, 2 done.
+        let mut state = vec![0u8; nodes.len()];
+        let index = |n: Node| match n {
+            Node::Let(i) => i,
+            Node::Item(i) => c.lets.len() + i,
+        };
+        let mut order = Vec::with_capacity(nodes.len());
+        for &n in &nodes {
+            // An explicit stack: (node, its reads not yet visited).
+            let mut stack: Vec<(Node, Vec<Node>)> = Vec::new();
+            if state.get(index(n)) != Some(&0) {
+                continue;
+            }
+            let deps = |n: Node| {
+                let mut v = Vec::new();
+                match n {
+                    Node::Let(i) => reads(&c.lets.get(i)?.expr, &mut v),
+                    Node::Item(i) => reads(&c.item_lets.get(i)?.expr, &mut v),
+                }
+                Some(v)
+            };
+            *state.get_mut(index(n))? = 1;
+            stack.push((n, deps(n)?));
+            while let Some((top, pending)) = stack.last_mut() {
+                match pending.pop() {
+                    Some(d) => match state.get(index(d)) {
+                        Some(0) => {
+                            *state.get_mut(index(d))? = 1;
+                            let dd = deps(d)?;
+                            stack.push((d, dd));
+                        }
+                        Some(1) => return None,
+                        _ => {}
+                    },
+                    None => {
+                        let top = *top;
+                        *state.get_mut(index(top))? = 2;
+                        order.push(top);
+                        stack.pop();
+                    }
+                }
+            }
+        }
+        for n in order {
+            self.escaped = false;
+            let flat = self.node(n)?;
+            // The trees evaluate this value (in part, or whole), reading what it reads; an item
+            // value's column may be computed by a tree whenever a tree reads it.
+            if self.escaped || !flat || matches!(n, Node::Item(_)) {
+                let ex = match n {
+                    Node::Let(i) => &c.lets.get(i)?.expr,
+                    Node::Item(i) => &c.item_lets.get(i)?.expr,
+                };
+                self.read_by(ex);
+            }
+        }
+        Some(())
+    }
+
+    /// Marks the lets an expression evaluated by a tree reads.
+    pub(in crate::eval::fast) fn read_by(&mut self, ex: &Ex) {
+        let mut v = Vec::new();
+        reads(ex, &mut v);
+        for n in v {
+            if let Node::Let(i) = n
+                && let Some(p) = self.read_by_trees.get_mut(i)
+            {
+                *p = true;
+            }
+        }
+    }
+
+    /// Clears the escape mark (before a decision condition).
+    pub(in crate::eval::fast) fn clear_escaped(&mut self) {
+        self.escaped = false;
+    }
+
+    /// Whether an escape was emitted since the mark was cleared.
+    pub(in crate::eval::fast) fn escaped(&self) -> bool {
+        self.escaped
+    }
+
+    /// Emits a value's code; `Some(false)` when the trees compute it.
+    fn node(&mut self, n: Node) -> Option<bool> {
+        let lets = self.lets;
+        let items = self.items;
+        match n {
+            Node::Let(id) => {
+                let r = match lets.get(id)? {
+                    X::Num(e) => {
+                        let a = self.n(e);
+                        if self.publish.get(id) == Some(&true) {
+                            self.emit(Ins::SetLetN { id: u32::try_from(id).ok()?, a });
+                        }
+                        Reg::Num(a)
+                    }
+                    X::Bool(e) => {
+                        let a = self.b(e);
+                        if self.publish.get(id) == Some(&true) {
+                            self.emit(Ins::SetLetB { id: u32::try_from(id).ok()?, a });
+                        }
+                        Reg::Bool(a)
+                    }
+                    _ => return Some(false),
+                };
+                *self.let_regs.get_mut(id)? = Some(r);
+            }
+            Node::Item(id) => {
+                let (slot, x) = items.get(id)?;
+                let m = self.all(*slot);
+                let r = match x {
+                    X::Num(e) => Reg::Num(self.cn(e, m, *slot)),
+                    X::Bool(e) => Reg::Bool(self.cb(e, m, *slot)),
+                    _ => return Some(false),
+                };
+                *self.item_regs.get_mut(id)? = Some(r);
+            }
+        }
+        Some(true)
+    }
+
+    /// Whether a condition holds for any item of root list `slot`, as a bits register of 0 or 1.
+    pub(in crate::eval::fast) fn any_item(&mut self, e: &B, slot: u16) -> R {
+        let m = self.all(slot);
+        let c = self.cb(e, m, slot);
+        let d = self.bit();
+        self.emit(Ins::BAny { d, a: c });
+        d
+    }
+
+    /// The program, or `None` when it needs more registers than a run has.
+    pub(in crate::eval::fast) fn finish(self, decisions: Decisions) -> Option<Flat> {
+        if self.nums as usize > NUMS || self.bits as usize > BITS || self.cols as usize > COLS {
+            return None;
+        }
+        Some(self.finish_unchecked(decisions))
+    }
+
+    fn finish_unchecked(self, decisions: Decisions) -> Flat {
+        Flat {
+            code: self.code,
+            trees_b: self.trees_b,
+            trees_n: self.trees_n,
+            values: self.values,
+            lists: self.lists,
+            consts: self.consts,
+            col_consts: self.col_consts,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            read_by_trees: self.read_by_trees,
+            eligibility: decisions.eligibility,
+            invalid: decisions.invalid,
+            gates: decisions.gates,
+            vetoes: decisions.vetoes,
+            caps: decisions.caps,
+            flags: decisions.flags,
+        }
+    }
+
+    fn emit(&mut self, i: Ins) {
+        self.code.push(i);
+    }
+
+    /// The position the next instruction takes, as a jump target.
+    fn here(&self) -> R {
+        u32::try_from(self.code.len()).unwrap_or(R::MAX)
+    }
+
+    /// Points the jump at `at` to the next instruction.
+    fn land(&mut self, at: usize) {
+        let to = self.here();
+        if let Some(
+            Ins::Jump { to: t }
+            | Ins::JumpIf { to: t, .. }
+            | Ins::JumpIfNot { to: t, .. }
+            | Ins::JumpSet { to: t, .. }
+            | Ins::NFieldOr { to: t, .. }
+            | Ins::NAvgOr { to: t, .. },
+        ) = self.code.get_mut(at)
+        {
+            *t = to;
+        }
+    }
+
+    fn num(&mut self) -> R {
+        self.nums += 1;
+        self.nums - 1
+    }
+
+    fn bit(&mut self) -> R {
+        self.bits += 1;
+        self.bits - 1
+    }
+
+    fn col(&mut self) -> R {
+        self.cols += 1;
+        self.cols - 1
+    }
+
+    /// Emits code that runs only on some paths.
+    fn branch<T>(&mut self, emit: impl FnOnce(&mut Self) -> T) -> T {
+        self.depth += 1;
+        let v = emit(self);
+        self.depth -= 1;
+        let depth = self.depth;
+        self.loads.retain(|l| l.4 <= depth);
+        v
+    }
+
+    /// Whether every item of root list `l` has field `slot` (it is not optional).
+    fn always(&self, l: u16, slot: u16) -> bool {
+        let records = &self.checked.schema.records;
+        let Some(crate::check::ir::FieldType::List(rt)) = records.first().and_then(|r| r.fields.get(l as usize)).map(|f| &f.ty) else {
+            return false;
+        };
+        records.get(*rt).and_then(|r| r.fields.get(slot as usize)).is_some_and(|f| !f.optional)
+    }
+
+    /// A load of an item field, for the items of `m` at least. A field every item has is loaded
+    /// for all the items, and a load for all the items is shared by the loads after it.
+    fn load(&mut self, slot: u16, kind: Load, m: R, l: u16) -> R {
+        let all = self.all(l);
+        let hit = self.loads.iter().find(|x| x.0 == l && x.1 == slot && x.2 == kind).map(|x| x.3);
+        let (r, under) = match hit {
+            Some(r) => (r, all),
+            None => {
+                let under = if self.always(l, slot) { all } else { m };
+                let d = match kind {
+                    Load::Num => {
+                        let d = self.col();
+                        self.emit(Ins::CFieldN { d, slot, m: under, l });
+                        d
+                    }
+                    Load::Bool => {
+                        let d = self.bit();
+                        self.emit(Ins::CFieldB { d, slot, m: under, l });
+                        d
+                    }
+                    Load::Present => {
+                        let d = self.bit();
+                        self.emit(Ins::CPresent { d, slot, m: under, l });
+                        d
+                    }
+                };
+                if under == all {
+                    self.loads.push((l, slot, kind, d, self.depth));
+                }
+                (d, under)
+            }
+        };
+        // A set of items is kept within the mask it is asked for.
+        if kind == Load::Num || under == m {
+            return r;
+        }
+        let d = self.bit();
+        self.emit(Ins::BitAnd { d, a: r, b: m });
+        d
+    }
+
+    /// The index of a constant value for comparisons, if `x` is one.
+    fn value(&mut self, x: &X) -> Option<R> {
+        if !matches!(x, X::Text(_) | X::Date(_) | X::Enum(..) | X::Level(_)) {
+            return None;
+        }
+        let k = u32::try_from(self.values.len()).ok()?;
+        self.values.push(x.clone());
+        Some(k)
+    }
+
+    /// The register holding constant `v`.
+    fn constant(&mut self, v: Frac) -> R {
+        if let Some((r, _)) = self.consts.iter().find(|(_, c)| c.same(v)) {
+            return *r;
+        }
+        let d = self.num();
+        self.consts.push((d, v));
+        d
+    }
+
+    /// The mask register of all the items of root list `slot`.
+    fn all(&mut self, slot: u16) -> R {
+        if let Some((_, r)) = self.lists.iter().find(|(s, _)| *s == slot) {
+            return *r;
+        }
+        let r = self.bit();
+        self.lists.push((slot, r));
+        r
+    }
+
+    fn tree_n(&mut self, e: &N) -> R {
+        self.escaped = true;
+        let d = self.num();
+        let t = u32::try_from(self.trees_n.len()).unwrap_or(R::MAX);
+        self.trees_n.push(e.clone());
+        self.emit(Ins::NTree { d, t });
+        d
+    }
+
+    fn tree_b(&mut self, e: &B) -> R {
+        self.escaped = true;
+        let d = self.bit();
+        let t = u32::try_from(self.trees_b.len()).unwrap_or(R::MAX);
+        self.trees_b.push(e.clone());
+        self.emit(Ins::BTree { d, t });
+        d
+    }
+
+    /// The root list slot and its all-items mask, for an aggregate over a root list's items.
+    fn root_agg<T>(&mut self, agg: &Agg<T>) -> Option<(u16, R)> {
+        match (agg.frame, &agg.list) {
+            (1, X::Field(0, slot)) => Some((*slot, self.all(*slot))),
+            _ => None,
+        }
+    }
+
+    /// A number at root scope.
+    fn n(&mut self, e: &N) -> R {
+        match e {
+            N::Lit(v) => self.constant(*v),
+            N::Field(0, slot) => {
+                let d = self.num();
+                self.emit(Ins::NField { d, slot: *slot });
+                d
+            }
+            N::Let(id) => match self.let_regs.get(*id).copied() {
+                Some(Some(Reg::Num(r))) => r,
+                _ => {
+                    let d = self.num();
+                    self.emit(Ins::NLet { d, id: u32::try_from(*id).unwrap_or(R::MAX) });
+                    d
+                }
+            },
+            N::Arith(op, ab) => {
+                let a = self.n(&ab.0);
+                let b = self.n(&ab.1);
+                let d = self.num();
+                self.emit(Ins::NArith { op: *op, d, a, b });
+                d
+            }
+            N::Neg(a) => {
+                let a = self.n(a);
+                let d = self.num();
+                self.emit(Ins::NNeg { d, a });
+                d
+            }
+            N::Round(places, mode, a) => {
+                let a = self.n(a);
+                let d = self.num();
+                self.emit(Ins::NRound { d, a, places: *places, mode: *mode });
+                d
+            }
+            N::If(cab) => {
+                let d = self.num();
+                let c = self.b(&cab.0);
+                let skip = self.code.len();
+                self.emit(Ins::JumpIfNot { b: c, to: 0 });
+                let a = self.branch(|me| me.n(&cab.1));
+                if self.code.len() == skip + 1 {
+                    // The `then` value is a register already: the `else` side alone may need code.
+                    self.code.truncate(skip);
+                    self.emit(Ins::JumpIf { b: c, to: 0 });
+                    let b = self.branch(|me| me.n(&cab.2));
+                    if self.code.len() == skip + 1 {
+                        self.code.truncate(skip);
+                        self.emit(Ins::NSelect { d, c, a, b });
+                        return d;
+                    }
+                    self.emit(Ins::NMove { d, a: b });
+                    let end = self.code.len();
+                    self.emit(Ins::Jump { to: 0 });
+                    self.land(skip);
+                    self.emit(Ins::NMove { d, a });
+                    self.land(end);
+                    return d;
+                }
+                self.emit(Ins::NMove { d, a });
+                let end = self.code.len();
+                self.emit(Ins::Jump { to: 0 });
+                self.land(skip);
+                let b = self.branch(|me| me.n(&cab.2));
+                self.emit(Ins::NMove { d, a: b });
+                self.land(end);
+                d
+            }
+            N::Year(x) if matches!(&**x, X::PeriodEnd(t) if matches!(**t, X::Field(0, _))) => {
+                let X::PeriodEnd(t) = &**x else { return self.tree_n(e) };
+                let X::Field(_, slot) = **t else { return self.tree_n(e) };
+                let d = self.num();
+                self.emit(Ins::NPeriodYear { d, slot });
+                d
+            }
+            N::Coalesce(ab) if matches!(&ab.0, X::Avg(agg) if agg.frame == 1 && matches!(agg.list, X::Field(0, _))) => {
+                let X::Avg(agg) = &ab.0 else { return self.tree_n(e) };
+                let Some((slot, m)) = self.root_agg(agg) else { return self.tree_n(e) };
+                let keep = match &agg.filter {
+                    Some(f) => self.cb(f, m, slot),
+                    None => m,
+                };
+                let c = self.cn(&agg.item, keep, slot);
+                let d = self.num();
+                let at = self.code.len();
+                self.emit(Ins::NAvgOr { d, c, m: keep, to: 0 });
+                let b = self.branch(|me| me.n(&ab.1));
+                self.emit(Ins::NMove { d, a: b });
+                self.land(at);
+                d
+            }
+            N::Coalesce(ab) if matches!(ab.0, X::Field(0, _)) => {
+                let X::Field(_, slot) = ab.0 else { return self.tree_n(e) };
+                let d = self.num();
+                let at = self.code.len();
+                self.emit(Ins::NFieldOr { d, slot, to: 0 });
+                let b = self.branch(|me| me.n(&ab.1));
+                self.emit(Ins::NMove { d, a: b });
+                self.land(at);
+                d
+            }
+            N::Extreme(min, args) if !args.is_empty() => {
+                let mut acc: Option<R> = None;
+                for a in args {
+                    let b = self.n(a);
+                    acc = Some(match acc {
+                        None => b,
+                        Some(a) => {
+                            let d = self.num();
+                            self.emit(Ins::NExtreme { min: *min, d, a, b });
+                            d
+                        }
+                    });
+                }
+                acc.unwrap_or_else(|| self.tree_n(e))
+            }
+            N::Count(agg) => match (&agg.filter, &agg.list) {
+                (None, X::Field(0, slot)) => {
+                    let d = self.num();
+                    self.emit(Ins::NLen { d, slot: *slot });
+                    d
+                }
+                (Some(f), _) => match self.root_agg(agg) {
+                    Some((slot, m)) => {
+                        let keep = self.cb(f, m, slot);
+                        let d = self.num();
+                        self.emit(Ins::NPopcnt { d, a: keep });
+                        d
+                    }
+                    None => self.tree_n(e),
+                },
+                _ => self.tree_n(e),
+            },
+            N::Sum(agg) => match self.root_agg(agg) {
+                Some((slot, m)) => {
+                    let keep = match &agg.filter {
+                        Some(f) => self.cb(f, m, slot),
+                        None => m,
+                    };
+                    let c = self.cn(&agg.item, keep, slot);
+                    let d = self.num();
+                    self.emit(Ins::NSum { d, c, m: keep });
+                    d
+                }
+                None => self.tree_n(e),
+            },
+            _ => self.tree_n(e),
+        }
+    }
+
+    /// A condition at root scope, as a bits register of 0 or 1.
+    pub(in crate::eval::fast) fn b(&mut self, e: &B) -> R {
+        match e {
+            B::Lit(v) => {
+                let d = self.bit();
+                self.emit(Ins::BLit { d, v: *v });
+                d
+            }
+            B::Field(0, slot) => {
+                let d = self.bit();
+                self.emit(Ins::BField { d, slot: *slot });
+                d
+            }
+            B::Let(id) => match self.let_regs.get(*id).copied() {
+                Some(Some(Reg::Bool(r))) => r,
+                _ => {
+                    let d = self.bit();
+                    self.emit(Ins::BLet { d, id: u32::try_from(*id).unwrap_or(R::MAX) });
+                    d
+                }
+            },
+            B::Not(a) => {
+                let a = self.b(a);
+                let d = self.bit();
+                self.emit(Ins::BNot { d, a });
+                d
+            }
+            B::And(ab) | B::Or(ab) => {
+                let and = matches!(e, B::And(_));
+                let d = self.bit();
+                let a = self.b(&ab.0);
+                let at = self.code.len();
+                self.emit(Ins::JumpSet { d, a, on: !and, to: 0 });
+                let b = self.branch(|me| me.b(&ab.1));
+                if self.code.len() == at + 1 {
+                    // The right side is a register already: no need to jump over it.
+                    self.code.truncate(at);
+                    self.emit(if and { Ins::BitAnd { d, a, b } } else { Ins::BitOr { d, a, b } });
+                    return d;
+                }
+                self.emit(Ins::BMove { d, a: b });
+                self.land(at);
+                d
+            }
+            B::If(cab) => {
+                let d = self.bit();
+                let c = self.b(&cab.0);
+                let skip = self.code.len();
+                self.emit(Ins::JumpIfNot { b: c, to: 0 });
+                let a = self.branch(|me| me.b(&cab.1));
+                self.emit(Ins::BMove { d, a });
+                let end = self.code.len();
+                self.emit(Ins::Jump { to: 0 });
+                self.land(skip);
+                let b = self.branch(|me| me.b(&cab.2));
+                self.emit(Ins::BMove { d, a: b });
+                self.land(end);
+                d
+            }
+            B::Cmp(op, ab) => {
+                let a = self.n(&ab.0);
+                let b = self.n(&ab.1);
+                let d = self.bit();
+                self.emit(Ins::BCmp { op: *op, d, a, b });
+                d
+            }
+            B::CmpAny(op, ab) if matches!(ab.0, X::Field(0, _)) => {
+                let X::Field(_, slot) = ab.0 else { return self.tree_b(e) };
+                let Some(k) = self.value(&ab.1) else { return self.tree_b(e) };
+                let d = self.bit();
+                self.emit(Ins::BCmpConst { op: *op, d, slot, k });
+                d
+            }
+            B::In(x, list) if matches!(**x, X::Field(0, _)) && !list.is_empty() => {
+                let X::Field(_, slot) = **x else { return self.tree_b(e) };
+                let k = u32::try_from(self.values.len()).unwrap_or(R::MAX);
+                for v in list {
+                    if self.value(v).is_none() {
+                        self.values.truncate(k as usize);
+                        return self.tree_b(e);
+                    }
+                }
+                let n = u32::try_from(list.len()).unwrap_or(R::MAX);
+                let d = self.bit();
+                self.emit(Ins::BInConsts { d, slot, k, n });
+                d
+            }
+            B::Present(x, yes) if matches!(**x, X::Field(0, _)) => {
+                let X::Field(_, slot) = **x else { return self.tree_b(e) };
+                let d = self.bit();
+                self.emit(Ins::BPresent { d, slot, yes: *yes });
+                d
+            }
+            B::AllAny(all, agg) => match self.root_agg(agg) {
+                Some((slot, m)) => {
+                    let keep = match &agg.filter {
+                        Some(f) => self.cb(f, m, slot),
+                        None => m,
+                    };
+                    let holds = match &agg.item {
+                        Some(c) => self.cb(c, keep, slot),
+                        None => keep,
+                    };
+                    let d = self.bit();
+                    self.emit(if *all { Ins::BEq { d, a: holds, b: keep } } else { Ins::BAny { d, a: holds } });
+                    d
+                }
+                None => self.tree_b(e),
+            },
+            _ => self.tree_b(e),
+        }
+    }
+
+    /// A column of numbers over the items of root list `l` in mask `m`.
+    fn cn(&mut self, e: &N, m: R, l: u16) -> R {
+        match e {
+            N::Lit(v) => {
+                if let Some((r, _)) = self.col_consts.iter().find(|(_, c)| c.same(*v)) {
+                    return *r;
+                }
+                let d = self.col();
+                self.col_consts.push((d, *v));
+                d
+            }
+            N::Field(1, slot) => self.load(*slot, Load::Num, m, l),
+            N::Field(0, _) | N::Let(_) => {
+                let a = self.n(e);
+                let d = self.col();
+                self.emit(Ins::CBcastN { d, a, m });
+                d
+            }
+            N::Item(1, id) if self.items.get(*id).is_some_and(|(s, _)| *s == l) => match self.item_regs.get(*id).copied() {
+                Some(Some(Reg::Num(r))) => r,
+                _ => self.tree_cn(e, m, l),
+            },
+            N::Coalesce(ab) if matches!(ab.0, X::Field(1, _)) => {
+                let X::Field(_, slot) = ab.0 else { return self.tree_cn(e, m, l) };
+                let present = self.load(slot, Load::Present, m, l);
+                let other = self.bit();
+                self.emit(Ins::BitAndNot { d: other, a: m, b: present });
+                let a = self.load(slot, Load::Num, present, l);
+                let b = self.cn(&ab.1, other, l);
+                let d = self.col();
+                self.emit(Ins::CSelect { d, c: present, a, b, m });
+                d
+            }
+            N::Arith(op, ab) => {
+                let a = self.cn(&ab.0, m, l);
+                let b = self.cn(&ab.1, m, l);
+                let d = self.col();
+                self.emit(Ins::CArith { op: *op, d, a, b, m });
+                d
+            }
+            N::Year(x) if matches!(**x, X::Field(1, _)) => {
+                let X::Field(_, slot) = **x else { return self.tree_cn(e, m, l) };
+                let d = self.col();
+                self.emit(Ins::CYear { d, slot, m, l });
+                d
+            }
+            N::If(cab) => {
+                let c = self.cb(&cab.0, m, l);
+                let other = self.bit();
+                self.emit(Ins::BitAndNot { d: other, a: m, b: c });
+                let a = self.cn(&cab.1, c, l);
+                let b = self.cn(&cab.2, other, l);
+                let d = self.col();
+                self.emit(Ins::CSelect { d, c, a, b, m });
+                d
+            }
+            N::Extreme(min, args) if !args.is_empty() => {
+                let mut acc: Option<R> = None;
+                for a in args {
+                    let b = self.cn(a, m, l);
+                    acc = Some(match acc {
+                        None => b,
+                        Some(a) => {
+                            let d = self.col();
+                            self.emit(Ins::CExtreme { min: *min, d, a, b, m });
+                            d
+                        }
+                    });
+                }
+                acc.unwrap_or_else(|| self.tree_cn(e, m, l))
+            }
+            _ => self.tree_cn(e, m, l),
+        }
+    }
+
+    fn tree_cn(&mut self, e: &N, m: R, l: u16) -> R {
+        self.escaped = true;
+        let d = self.col();
+        let t = u32::try_from(self.trees_n.len()).unwrap_or(R::MAX);
+        self.trees_n.push(e.clone());
+        self.emit(Ins::CTreeN { d, t, m, l });
+        d
+    }
+
+    /// The items of root list `l` in mask `m` for which a condition holds (always within `m`).
+    fn cb(&mut self, e: &B, m: R, l: u16) -> R {
+        match e {
+            B::Lit(true) => m,
+            B::Lit(false) => {
+                let d = self.bit();
+                self.emit(Ins::BitsZero { d });
+                d
+            }
+            B::Field(1, slot) => self.load(*slot, Load::Bool, m, l),
+            B::Field(0, _) | B::Let(_) => {
+                let a = self.b(e);
+                let d = self.bit();
+                self.emit(Ins::CBcastB { d, a, m });
+                d
+            }
+            B::Item(1, id) if self.items.get(*id).is_some_and(|(s, _)| *s == l) => match self.item_regs.get(*id).copied() {
+                Some(Some(Reg::Bool(r))) if m == self.all(l) => r,
+                Some(Some(Reg::Bool(r))) => {
+                    let d = self.bit();
+                    self.emit(Ins::BitAnd { d, a: r, b: m });
+                    d
+                }
+                _ => self.tree_cb(e, m, l),
+            },
+            B::Not(a) => {
+                let a = self.cb(a, m, l);
+                let d = self.bit();
+                self.emit(Ins::BitAndNot { d, a: m, b: a });
+                d
+            }
+            B::And(ab) => {
+                let a = self.cb(&ab.0, m, l);
+                self.cb(&ab.1, a, l)
+            }
+            B::Or(ab) => {
+                let a = self.cb(&ab.0, m, l);
+                let rest = self.bit();
+                self.emit(Ins::BitAndNot { d: rest, a: m, b: a });
+                let b = self.cb(&ab.1, rest, l);
+                let d = self.bit();
+                self.emit(Ins::BitOr { d, a, b });
+                d
+            }
+            B::If(cab) if matches!(cab.2, B::Lit(false)) => {
+                let c = self.cb(&cab.0, m, l);
+                self.cb(&cab.1, c, l)
+            }
+            B::If(cab) => {
+                let c = self.cb(&cab.0, m, l);
+                let other = self.bit();
+                self.emit(Ins::BitAndNot { d: other, a: m, b: c });
+                let a = self.cb(&cab.1, c, l);
+                let b = self.cb(&cab.2, other, l);
+                let d = self.bit();
+                self.emit(Ins::BitOr { d, a, b });
+                d
+            }
+            B::Cmp(op, ab) => {
+                let a = self.cn(&ab.0, m, l);
+                let b = self.cn(&ab.1, m, l);
+                let d = self.bit();
+                self.emit(Ins::CCmp { op: *op, d, a, b, m });
+                d
+            }
+            B::CmpAny(op, ab) if matches!(ab.0, X::Field(1, _)) && !matches!(ab.1, X::Field(..)) => {
+                let X::Field(_, slot) = ab.0 else { return self.tree_cb(e, m, l) };
+                let Some(k) = self.value(&ab.1) else { return self.tree_cb(e, m, l) };
+                let d = self.bit();
+                self.emit(Ins::CCmpConst { op: *op, d, slot, k, m, l });
+                d
+            }
+            B::CmpAny(op, ab) if matches!(ab.0, X::Field(1, _)) && matches!(ab.1, X::Field(1, _)) => {
+                let (X::Field(_, s), X::Field(_, t)) = (&ab.0, &ab.1) else { return self.tree_cb(e, m, l) };
+                let d = self.bit();
+                self.emit(Ins::CCmpFields { op: *op, d, s: *s, t: *t, m, l });
+                d
+            }
+            B::Present(x, yes) if matches!(**x, X::Field(1, _)) => {
+                let X::Field(_, slot) = **x else { return self.tree_cb(e, m, l) };
+                let present = self.load(slot, Load::Present, m, l);
+                if *yes {
+                    return present;
+                }
+                let d = self.bit();
+                self.emit(Ins::BitAndNot { d, a: m, b: present });
+                d
+            }
+            _ => self.tree_cb(e, m, l),
+        }
+    }
+
+    fn tree_cb(&mut self, e: &B, m: R, l: u16) -> R {
+        self.escaped = true;
+        let d = self.bit();
+        let t = u32::try_from(self.trees_b.len()).unwrap_or(R::MAX);
+        self.trees_b.push(e.clone());
+        self.emit(Ins::CTreeB { d, t, m, l });
+        d
+    }
+}
+
+/// The bits registers of the decision conditions, in the plan's order.
+#[derive(Default)]
+pub(in crate::eval::fast) struct Decisions {
+    pub eligibility: Vec<R>,
+    pub invalid: Vec<R>,
+    pub gates: Vec<Option<R>>,
+    pub vetoes: Vec<R>,
+    pub caps: Vec<R>,
+    pub flags: Vec<R>,
+}
