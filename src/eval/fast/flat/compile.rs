@@ -226,9 +226,7 @@ impl<'p> Compiler<'p> {
     pub(in crate::eval::fast) fn any_item(&mut self, e: &B, slot: u16) -> R {
         let m = self.all(slot);
         let c = self.cb(e, m, slot);
-        let d = self.bit();
-        self.emit(Ins::BAny { d, a: c });
-        d
+        self.new_bit(|d| Ins::BAny { d, a: c })
     }
 
     /// The program, or `None` when it needs more registers than a run has.
@@ -284,6 +282,27 @@ impl<'p> Compiler<'p> {
         }
     }
 
+    /// A new number register, written by the instruction `ins` makes of it.
+    fn new_num(&mut self, ins: impl FnOnce(R) -> Ins) -> R {
+        let d = self.num();
+        self.emit(ins(d));
+        d
+    }
+
+    /// A new item-set register, written by the instruction `ins` makes of it.
+    fn new_bit(&mut self, ins: impl FnOnce(R) -> Ins) -> R {
+        let d = self.bit();
+        self.emit(ins(d));
+        d
+    }
+
+    /// A new column register, written by the instruction `ins` makes of it.
+    fn new_col(&mut self, ins: impl FnOnce(R) -> Ins) -> R {
+        let d = self.col();
+        self.emit(ins(d));
+        d
+    }
+
     fn num(&mut self) -> R {
         self.nums += 1;
         self.nums - 1
@@ -328,21 +347,9 @@ impl<'p> Compiler<'p> {
             None => {
                 let under = if self.always(l, slot) { all } else { m };
                 let d = match kind {
-                    Load::Num => {
-                        let d = self.col();
-                        self.emit(Ins::CFieldN { d, slot, m: under, l });
-                        d
-                    }
-                    Load::Bool => {
-                        let d = self.bit();
-                        self.emit(Ins::CFieldB { d, slot, m: under, l });
-                        d
-                    }
-                    Load::Present => {
-                        let d = self.bit();
-                        self.emit(Ins::CPresent { d, slot, m: under, l });
-                        d
-                    }
+                    Load::Num => self.new_col(|d| Ins::CFieldN { d, slot, m: under, l }),
+                    Load::Bool => self.new_bit(|d| Ins::CFieldB { d, slot, m: under, l }),
+                    Load::Present => self.new_bit(|d| Ins::CPresent { d, slot, m: under, l }),
                 };
                 if under == all {
                     self.loads.push((l, slot, kind, d, self.depth));
@@ -354,9 +361,7 @@ impl<'p> Compiler<'p> {
         if kind == Load::Num || under == m {
             return r;
         }
-        let d = self.bit();
-        self.emit(Ins::BitAnd { d, a: r, b: m });
-        d
+        self.new_bit(|d| Ins::BitAnd { d, a: r, b: m })
     }
 
     /// The index of a constant value for comparisons, if `x` is one.
@@ -389,22 +394,28 @@ impl<'p> Compiler<'p> {
         r
     }
 
-    fn tree_n(&mut self, e: &N) -> R {
+    /// Keeps a number's tree for an escape, and returns its index.
+    fn escape_n(&mut self, e: &N) -> R {
         self.escaped = true;
-        let d = self.num();
-        let t = u32::try_from(self.trees_n.len()).unwrap_or(R::MAX);
         self.trees_n.push(e.clone());
-        self.emit(Ins::NTree { d, t });
-        d
+        u32::try_from(self.trees_n.len() - 1).unwrap_or(R::MAX)
+    }
+
+    /// Keeps a condition's tree for an escape, and returns its index.
+    fn escape_b(&mut self, e: &B) -> R {
+        self.escaped = true;
+        self.trees_b.push(e.clone());
+        u32::try_from(self.trees_b.len() - 1).unwrap_or(R::MAX)
+    }
+
+    fn tree_n(&mut self, e: &N) -> R {
+        let t = self.escape_n(e);
+        self.new_num(|d| Ins::NTree { d, t })
     }
 
     fn tree_b(&mut self, e: &B) -> R {
-        self.escaped = true;
-        let d = self.bit();
-        let t = u32::try_from(self.trees_b.len()).unwrap_or(R::MAX);
-        self.trees_b.push(e.clone());
-        self.emit(Ins::BTree { d, t });
-        d
+        let t = self.escape_b(e);
+        self.new_bit(|d| Ins::BTree { d, t })
     }
 
     /// The root list slot and its all-items mask, for an aggregate over a root list's items.
@@ -419,37 +430,23 @@ impl<'p> Compiler<'p> {
     fn n(&mut self, e: &N) -> R {
         match e {
             N::Lit(v) => self.constant(*v),
-            N::Field(0, slot) => {
-                let d = self.num();
-                self.emit(Ins::NField { d, slot: *slot });
-                d
-            }
+            N::Field(0, slot) => self.new_num(|d| Ins::NField { d, slot: *slot }),
             N::Let(id) => match self.let_regs.get(*id).copied() {
                 Some(Some(Reg::Num(r))) => r,
-                _ => {
-                    let d = self.num();
-                    self.emit(Ins::NLet { d, id: u32::try_from(*id).unwrap_or(R::MAX) });
-                    d
-                }
+                _ => self.new_num(|d| Ins::NLet { d, id: u32::try_from(*id).unwrap_or(R::MAX) }),
             },
             N::Arith(op, ab) => {
                 let a = self.n(&ab.0);
                 let b = self.n(&ab.1);
-                let d = self.num();
-                self.emit(Ins::NArith { op: *op, d, a, b });
-                d
+                self.new_num(|d| Ins::NArith { op: *op, d, a, b })
             }
             N::Neg(a) => {
                 let a = self.n(a);
-                let d = self.num();
-                self.emit(Ins::NNeg { d, a });
-                d
+                self.new_num(|d| Ins::NNeg { d, a })
             }
             N::Round(places, mode, a) => {
                 let a = self.n(a);
-                let d = self.num();
-                self.emit(Ins::NRound { d, a, places: *places, mode: *mode });
-                d
+                self.new_num(|d| Ins::NRound { d, a, places: *places, mode: *mode })
             }
             N::If(cab) => {
                 let d = self.num();
@@ -487,9 +484,7 @@ impl<'p> Compiler<'p> {
             N::Year(x) if matches!(&**x, X::PeriodEnd(t) if matches!(**t, X::Field(0, _))) => {
                 let X::PeriodEnd(t) = &**x else { return self.tree_n(e) };
                 let X::Field(_, slot) = **t else { return self.tree_n(e) };
-                let d = self.num();
-                self.emit(Ins::NPeriodYear { d, slot });
-                d
+                self.new_num(|d| Ins::NPeriodYear { d, slot })
             }
             N::Coalesce(ab) if matches!(&ab.0, X::Avg(agg) if agg.frame == 1 && matches!(agg.list, X::Field(0, _))) => {
                 let X::Avg(agg) = &ab.0 else { return self.tree_n(e) };
@@ -523,27 +518,17 @@ impl<'p> Compiler<'p> {
                     let b = self.n(a);
                     acc = Some(match acc {
                         None => b,
-                        Some(a) => {
-                            let d = self.num();
-                            self.emit(Ins::NExtreme { min: *min, d, a, b });
-                            d
-                        }
+                        Some(a) => self.new_num(|d| Ins::NExtreme { min: *min, d, a, b }),
                     });
                 }
                 acc.unwrap_or_else(|| self.tree_n(e))
             }
             N::Count(agg) => match (&agg.filter, &agg.list) {
-                (None, X::Field(0, slot)) => {
-                    let d = self.num();
-                    self.emit(Ins::NLen { d, slot: *slot });
-                    d
-                }
+                (None, X::Field(0, slot)) => self.new_num(|d| Ins::NLen { d, slot: *slot }),
                 (Some(f), _) => match self.root_agg(agg) {
                     Some((slot, m)) => {
                         let keep = self.cb(f, m, slot);
-                        let d = self.num();
-                        self.emit(Ins::NPopcnt { d, a: keep });
-                        d
+                        self.new_num(|d| Ins::NPopcnt { d, a: keep })
                     }
                     None => self.tree_n(e),
                 },
@@ -556,9 +541,7 @@ impl<'p> Compiler<'p> {
                         None => m,
                     };
                     let c = self.cn(&agg.item, keep, slot);
-                    let d = self.num();
-                    self.emit(Ins::NSum { d, c, m: keep });
-                    d
+                    self.new_num(|d| Ins::NSum { d, c, m: keep })
                 }
                 None => self.tree_n(e),
             },
@@ -569,29 +552,15 @@ impl<'p> Compiler<'p> {
     /// A condition at root scope, as a bits register of 0 or 1.
     pub(in crate::eval::fast) fn b(&mut self, e: &B) -> R {
         match e {
-            B::Lit(v) => {
-                let d = self.bit();
-                self.emit(Ins::BLit { d, v: *v });
-                d
-            }
-            B::Field(0, slot) => {
-                let d = self.bit();
-                self.emit(Ins::BField { d, slot: *slot });
-                d
-            }
+            B::Lit(v) => self.new_bit(|d| Ins::BLit { d, v: *v }),
+            B::Field(0, slot) => self.new_bit(|d| Ins::BField { d, slot: *slot }),
             B::Let(id) => match self.let_regs.get(*id).copied() {
                 Some(Some(Reg::Bool(r))) => r,
-                _ => {
-                    let d = self.bit();
-                    self.emit(Ins::BLet { d, id: u32::try_from(*id).unwrap_or(R::MAX) });
-                    d
-                }
+                _ => self.new_bit(|d| Ins::BLet { d, id: u32::try_from(*id).unwrap_or(R::MAX) }),
             },
             B::Not(a) => {
                 let a = self.b(a);
-                let d = self.bit();
-                self.emit(Ins::BNot { d, a });
-                d
+                self.new_bit(|d| Ins::BNot { d, a })
             }
             B::And(ab) | B::Or(ab) => {
                 let and = matches!(e, B::And(_));
@@ -628,16 +597,12 @@ impl<'p> Compiler<'p> {
             B::Cmp(op, ab) => {
                 let a = self.n(&ab.0);
                 let b = self.n(&ab.1);
-                let d = self.bit();
-                self.emit(Ins::BCmp { op: *op, d, a, b });
-                d
+                self.new_bit(|d| Ins::BCmp { op: *op, d, a, b })
             }
             B::CmpAny(op, ab) if matches!(ab.0, X::Field(0, _)) => {
                 let X::Field(_, slot) = ab.0 else { return self.tree_b(e) };
                 let Some(k) = self.value(&ab.1) else { return self.tree_b(e) };
-                let d = self.bit();
-                self.emit(Ins::BCmpConst { op: *op, d, slot, k });
-                d
+                self.new_bit(|d| Ins::BCmpConst { op: *op, d, slot, k })
             }
             B::In(x, list) if matches!(**x, X::Field(0, _)) && !list.is_empty() => {
                 let X::Field(_, slot) = **x else { return self.tree_b(e) };
@@ -649,15 +614,11 @@ impl<'p> Compiler<'p> {
                     }
                 }
                 let n = u32::try_from(list.len()).unwrap_or(R::MAX);
-                let d = self.bit();
-                self.emit(Ins::BInConsts { d, slot, k, n });
-                d
+                self.new_bit(|d| Ins::BInConsts { d, slot, k, n })
             }
             B::Present(x, yes) if matches!(**x, X::Field(0, _)) => {
                 let X::Field(_, slot) = **x else { return self.tree_b(e) };
-                let d = self.bit();
-                self.emit(Ins::BPresent { d, slot, yes: *yes });
-                d
+                self.new_bit(|d| Ins::BPresent { d, slot, yes: *yes })
             }
             B::AllAny(all, agg) => match self.root_agg(agg) {
                 Some((slot, m)) => {
@@ -693,9 +654,7 @@ impl<'p> Compiler<'p> {
             N::Field(1, slot) => self.load(*slot, Load::Num, m, l),
             N::Field(0, _) | N::Let(_) => {
                 let a = self.n(e);
-                let d = self.col();
-                self.emit(Ins::CBcastN { d, a, m });
-                d
+                self.new_col(|d| Ins::CBcastN { d, a, m })
             }
             N::Item(1, id) if self.items.get(*id).is_some_and(|(s, _)| *s == l) => match self.item_regs.get(*id).copied() {
                 Some(Some(Reg::Num(r))) => r,
@@ -708,22 +667,16 @@ impl<'p> Compiler<'p> {
                 self.emit(Ins::BitAndNot { d: other, a: m, b: present });
                 let a = self.load(slot, Load::Num, present, l);
                 let b = self.cn(&ab.1, other, l);
-                let d = self.col();
-                self.emit(Ins::CSelect { d, c: present, a, b, m });
-                d
+                self.new_col(|d| Ins::CSelect { d, c: present, a, b, m })
             }
             N::Arith(op, ab) => {
                 let a = self.cn(&ab.0, m, l);
                 let b = self.cn(&ab.1, m, l);
-                let d = self.col();
-                self.emit(Ins::CArith { op: *op, d, a, b, m });
-                d
+                self.new_col(|d| Ins::CArith { op: *op, d, a, b, m })
             }
             N::Year(x) if matches!(**x, X::Field(1, _)) => {
                 let X::Field(_, slot) = **x else { return self.tree_cn(e, m, l) };
-                let d = self.col();
-                self.emit(Ins::CYear { d, slot, m, l });
-                d
+                self.new_col(|d| Ins::CYear { d, slot, m, l })
             }
             N::If(cab) => {
                 let c = self.cb(&cab.0, m, l);
@@ -731,9 +684,7 @@ impl<'p> Compiler<'p> {
                 self.emit(Ins::BitAndNot { d: other, a: m, b: c });
                 let a = self.cn(&cab.1, c, l);
                 let b = self.cn(&cab.2, other, l);
-                let d = self.col();
-                self.emit(Ins::CSelect { d, c, a, b, m });
-                d
+                self.new_col(|d| Ins::CSelect { d, c, a, b, m })
             }
             N::Extreme(min, args) if !args.is_empty() => {
                 let mut acc: Option<R> = None;
@@ -741,11 +692,7 @@ impl<'p> Compiler<'p> {
                     let b = self.cn(a, m, l);
                     acc = Some(match acc {
                         None => b,
-                        Some(a) => {
-                            let d = self.col();
-                            self.emit(Ins::CExtreme { min: *min, d, a, b, m });
-                            d
-                        }
+                        Some(a) => self.new_col(|d| Ins::CExtreme { min: *min, d, a, b, m }),
                     });
                 }
                 acc.unwrap_or_else(|| self.tree_cn(e, m, l))
@@ -755,44 +702,28 @@ impl<'p> Compiler<'p> {
     }
 
     fn tree_cn(&mut self, e: &N, m: R, l: u16) -> R {
-        self.escaped = true;
-        let d = self.col();
-        let t = u32::try_from(self.trees_n.len()).unwrap_or(R::MAX);
-        self.trees_n.push(e.clone());
-        self.emit(Ins::CTreeN { d, t, m, l });
-        d
+        let t = self.escape_n(e);
+        self.new_col(|d| Ins::CTreeN { d, t, m, l })
     }
 
     /// The items of root list `l` in mask `m` for which a condition holds (always within `m`).
     fn cb(&mut self, e: &B, m: R, l: u16) -> R {
         match e {
             B::Lit(true) => m,
-            B::Lit(false) => {
-                let d = self.bit();
-                self.emit(Ins::BitsZero { d });
-                d
-            }
+            B::Lit(false) => self.new_bit(|d| Ins::BitsZero { d }),
             B::Field(1, slot) => self.load(*slot, Load::Bool, m, l),
             B::Field(0, _) | B::Let(_) => {
                 let a = self.b(e);
-                let d = self.bit();
-                self.emit(Ins::CBcastB { d, a, m });
-                d
+                self.new_bit(|d| Ins::CBcastB { d, a, m })
             }
             B::Item(1, id) if self.items.get(*id).is_some_and(|(s, _)| *s == l) => match self.item_regs.get(*id).copied() {
                 Some(Some(Reg::Bool(r))) if m == self.all(l) => r,
-                Some(Some(Reg::Bool(r))) => {
-                    let d = self.bit();
-                    self.emit(Ins::BitAnd { d, a: r, b: m });
-                    d
-                }
+                Some(Some(Reg::Bool(r))) => self.new_bit(|d| Ins::BitAnd { d, a: r, b: m }),
                 _ => self.tree_cb(e, m, l),
             },
             B::Not(a) => {
                 let a = self.cb(a, m, l);
-                let d = self.bit();
-                self.emit(Ins::BitAndNot { d, a: m, b: a });
-                d
+                self.new_bit(|d| Ins::BitAndNot { d, a: m, b: a })
             }
             B::And(ab) => {
                 let a = self.cb(&ab.0, m, l);
@@ -803,9 +734,7 @@ impl<'p> Compiler<'p> {
                 let rest = self.bit();
                 self.emit(Ins::BitAndNot { d: rest, a: m, b: a });
                 let b = self.cb(&ab.1, rest, l);
-                let d = self.bit();
-                self.emit(Ins::BitOr { d, a, b });
-                d
+                self.new_bit(|d| Ins::BitOr { d, a, b })
             }
             B::If(cab) if matches!(cab.2, B::Lit(false)) => {
                 let c = self.cb(&cab.0, m, l);
@@ -817,29 +746,21 @@ impl<'p> Compiler<'p> {
                 self.emit(Ins::BitAndNot { d: other, a: m, b: c });
                 let a = self.cb(&cab.1, c, l);
                 let b = self.cb(&cab.2, other, l);
-                let d = self.bit();
-                self.emit(Ins::BitOr { d, a, b });
-                d
+                self.new_bit(|d| Ins::BitOr { d, a, b })
             }
             B::Cmp(op, ab) => {
                 let a = self.cn(&ab.0, m, l);
                 let b = self.cn(&ab.1, m, l);
-                let d = self.bit();
-                self.emit(Ins::CCmp { op: *op, d, a, b, m });
-                d
+                self.new_bit(|d| Ins::CCmp { op: *op, d, a, b, m })
             }
             B::CmpAny(op, ab) if matches!(ab.0, X::Field(1, _)) && !matches!(ab.1, X::Field(..)) => {
                 let X::Field(_, slot) = ab.0 else { return self.tree_cb(e, m, l) };
                 let Some(k) = self.value(&ab.1) else { return self.tree_cb(e, m, l) };
-                let d = self.bit();
-                self.emit(Ins::CCmpConst { op: *op, d, slot, k, m, l });
-                d
+                self.new_bit(|d| Ins::CCmpConst { op: *op, d, slot, k, m, l })
             }
             B::CmpAny(op, ab) if matches!(ab.0, X::Field(1, _)) && matches!(ab.1, X::Field(1, _)) => {
                 let (X::Field(_, s), X::Field(_, t)) = (&ab.0, &ab.1) else { return self.tree_cb(e, m, l) };
-                let d = self.bit();
-                self.emit(Ins::CCmpFields { op: *op, d, s: *s, t: *t, m, l });
-                d
+                self.new_bit(|d| Ins::CCmpFields { op: *op, d, s: *s, t: *t, m, l })
             }
             B::Present(x, yes) if matches!(**x, X::Field(1, _)) => {
                 let X::Field(_, slot) = **x else { return self.tree_cb(e, m, l) };
@@ -847,21 +768,15 @@ impl<'p> Compiler<'p> {
                 if *yes {
                     return present;
                 }
-                let d = self.bit();
-                self.emit(Ins::BitAndNot { d, a: m, b: present });
-                d
+                self.new_bit(|d| Ins::BitAndNot { d, a: m, b: present })
             }
             _ => self.tree_cb(e, m, l),
         }
     }
 
     fn tree_cb(&mut self, e: &B, m: R, l: u16) -> R {
-        self.escaped = true;
-        let d = self.bit();
-        let t = u32::try_from(self.trees_b.len()).unwrap_or(R::MAX);
-        self.trees_b.push(e.clone());
-        self.emit(Ins::CTreeB { d, t, m, l });
-        d
+        let t = self.escape_b(e);
+        self.new_bit(|d| Ins::CTreeB { d, t, m, l })
     }
 }
 

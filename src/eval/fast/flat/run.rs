@@ -113,14 +113,21 @@ impl<'a> Machine<'a> {
             X::Level(l) => F::Level(*l),
             _ => return None,
         };
-        let v = match v {
-            Value::Text(t) => F::Text(t),
-            Value::Date(d) => F::Date(*d),
-            Value::Enum(t, e) => F::Enum(*t, *e),
-            Value::Level(l) => F::Level(*l),
-            _ => return None,
-        };
-        crate::eval::fast::compare(v, k)
+        crate::eval::fast::compare(F::of(v)?, k)
+    }
+
+    /// The items of `mask` (in root list `l`) for which `test` holds; `None` where `test`
+    /// cannot tell.
+    #[inline(always)]
+    fn item_bits(&mut self, l: u16, mask: Bits, mut test: impl FnMut(&mut Self, &'a Record) -> Option<bool>) -> Option<Bits> {
+        let items = self.list_items(l);
+        let mut out = 0;
+        for i in columns::each(mask) {
+            if test(self, items.get(i)?)? {
+                out |= 1 << i;
+            }
+        }
+        Some(out)
     }
 
     fn list_items(&mut self, l: u16) -> &'a [Record] {
@@ -144,74 +151,70 @@ impl<'a> Machine<'a> {
     fn step(&mut self, flat: &'a Flat, r: &mut Regs, ins: &Ins) -> Option<R> {
         #[cfg(test)]
         super::tests::ran(ins);
-        let n = |r: &Regs, i: R| r.num(i);
-        let b = |r: &Regs, i: R| r.bit(i);
-        let set_n = |r: &mut Regs, i: R, v: Frac| r.set_num(i, v);
-        let set_b = |r: &mut Regs, i: R, v: Bits| r.set_bit(i, v);
         match *ins {
             Ins::NField { d, slot } => {
                 let v = self.num_field(0, slot);
-                set_n(r, d, v);
+                r.set_num(d, v);
             }
             Ins::NFieldOr { d, slot, to } => match self.root.get(slot) {
                 Value::Absent => {}
                 Value::Num(v) => {
                     let v = Frac::of(v);
                     let v = self.num(v);
-                    set_n(r, d, v);
+                    r.set_num(d, v);
                     return Some(to);
                 }
                 _ => self.give_up(()),
             },
             Ins::NLet { d, id } => {
                 let v = self.n_let(id as usize);
-                set_n(r, d, v);
+                r.set_num(d, v);
             }
             Ins::NTree { d, t } => {
                 let v = match flat.trees_n.get(t as usize) {
                     Some(e) => self.n(e),
                     None => self.give_up(Frac::ZERO),
                 };
-                set_n(r, d, v);
+                r.set_num(d, v);
             }
-            Ins::NMove { d, a } => set_n(r, d, n(r, a)),
-            Ins::NSelect { d, c, a, b: y } => set_n(r, d, if b(r, c) != 0 { n(r, a) } else { n(r, y) }),
+            Ins::NMove { d, a } => r.set_num(d, r.num(a)),
+            Ins::NSelect { d, c, a, b: y } => r.set_num(d, if r.bit(c) != 0 { r.num(a) } else { r.num(y) }),
             Ins::NArith { op, d, a, b } => {
-                let v = arith(op, n(r, a), n(r, b));
+                let v = arith(op, r.num(a), r.num(b));
                 let v = self.num(v);
-                set_n(r, d, v);
+                r.set_num(d, v);
             }
             Ins::NNeg { d, a } => {
-                let v = n(r, a).neg();
+                let v = r.num(a).neg();
                 let v = self.num(v);
-                set_n(r, d, v);
+                r.set_num(d, v);
             }
             Ins::NRound { d, a, places, mode } => {
-                let v = n(r, a).round(places, mode);
+                let v = r.num(a).round(places, mode);
                 let v = self.num(v);
-                set_n(r, d, v);
+                r.set_num(d, v);
             }
             Ins::NExtreme { min, d, a, b } => {
-                let (x, y) = (n(r, a), n(r, b));
+                let (x, y) = (r.num(a), r.num(b));
                 let want = if min { Ordering::Less } else { Ordering::Greater };
-                set_n(r, d, if y.cmp(x) == want { y } else { x });
+                r.set_num(d, if y.cmp(x) == want { y } else { x });
             }
             Ins::NLen { d, slot } => {
                 let v = match self.root.get(slot) {
                     Value::List(items) => Frac::int(i64::try_from(items.len()).unwrap_or(i64::MAX)),
                     _ => self.give_up(Frac::ZERO),
                 };
-                set_n(r, d, v);
+                r.set_num(d, v);
             }
-            Ins::NPopcnt { d, a } => set_n(r, d, Frac::int(i64::from(b(r, a).count_ones()))),
+            Ins::NPopcnt { d, a } => r.set_num(d, Frac::int(i64::from(r.bit(a).count_ones()))),
             Ins::NSum { d, c, m } => {
                 let col = r.col(c);
                 let mut sum = Some(Frac::ZERO);
-                for i in columns::each(b(r, m)) {
+                for i in columns::each(r.bit(m)) {
                     sum = sum.and_then(|s| s.add(at(col, i)));
                 }
                 let v = self.num(sum);
-                set_n(r, d, v);
+                r.set_num(d, v);
             }
             Ins::NPeriodYear { d, slot } => {
                 let v = match self.root.get(slot) {
@@ -221,10 +224,10 @@ impl<'a> Machine<'a> {
                     },
                     _ => self.give_up(Frac::ZERO),
                 };
-                set_n(r, d, v);
+                r.set_num(d, v);
             }
             Ins::NAvgOr { d, c, m, to } => {
-                let keep = b(r, m);
+                let keep = r.bit(m);
                 if keep == 0 {
                     return None;
                 }
@@ -235,13 +238,13 @@ impl<'a> Machine<'a> {
                 }
                 let v = sum.and_then(|s| s.div(Frac::int(i64::from(keep.count_ones()))));
                 let v = self.num(v);
-                set_n(r, d, v);
+                r.set_num(d, v);
                 return Some(to);
             }
             Ins::BCmpConst { op, d, slot, k } => {
                 let v = self.compare_const(self.root.get(slot), flat, k);
                 match v {
-                    Some(o) => set_b(r, d, Bits::from(holds(op, o))),
+                    Some(o) => r.set_bit(d, Bits::from(holds(op, o))),
                     None => return self.stop(),
                 }
             }
@@ -258,58 +261,58 @@ impl<'a> Machine<'a> {
                         None => return self.stop(),
                     }
                 }
-                set_b(r, d, Bits::from(found));
+                r.set_bit(d, Bits::from(found));
             }
-            Ins::BLit { d, v } => set_b(r, d, Bits::from(v)),
+            Ins::BLit { d, v } => r.set_bit(d, Bits::from(v)),
             Ins::BField { d, slot } => {
                 let v = match self.root.get(slot) {
                     Value::Bool(v) => *v,
                     _ => self.give_up(false),
                 };
-                set_b(r, d, Bits::from(v));
+                r.set_bit(d, Bits::from(v));
             }
-            Ins::BPresent { d, slot, yes } => set_b(r, d, Bits::from(matches!(self.root.get(slot), Value::Absent) != yes)),
+            Ins::BPresent { d, slot, yes } => r.set_bit(d, Bits::from(matches!(self.root.get(slot), Value::Absent) != yes)),
             Ins::BLet { d, id } => {
                 let v = self.b_let(id as usize);
-                set_b(r, d, Bits::from(v));
+                r.set_bit(d, Bits::from(v));
             }
             Ins::BTree { d, t } => {
                 let v = match flat.trees_b.get(t as usize) {
                     Some(e) => self.b(e),
                     None => self.give_up(false),
                 };
-                set_b(r, d, Bits::from(v));
+                r.set_bit(d, Bits::from(v));
             }
-            Ins::BMove { d, a } => set_b(r, d, b(r, a)),
-            Ins::BNot { d, a } => set_b(r, d, Bits::from(b(r, a) == 0)),
-            Ins::BCmp { op, d, a, b: y } => set_b(r, d, Bits::from(holds(op, n(r, a).cmp(n(r, y))))),
-            Ins::BEq { d, a, b: y } => set_b(r, d, Bits::from(b(r, a) == b(r, y))),
-            Ins::BAny { d, a } => set_b(r, d, Bits::from(b(r, a) != 0)),
+            Ins::BMove { d, a } => r.set_bit(d, r.bit(a)),
+            Ins::BNot { d, a } => r.set_bit(d, Bits::from(r.bit(a) == 0)),
+            Ins::BCmp { op, d, a, b: y } => r.set_bit(d, Bits::from(holds(op, r.num(a).cmp(r.num(y))))),
+            Ins::BEq { d, a, b: y } => r.set_bit(d, Bits::from(r.bit(a) == r.bit(y))),
+            Ins::BAny { d, a } => r.set_bit(d, Bits::from(r.bit(a) != 0)),
             Ins::Jump { to } => return Some(to),
             Ins::JumpSet { d, a, on, to } => {
-                let v = b(r, a);
-                set_b(r, d, v);
+                let v = r.bit(a);
+                r.set_bit(d, v);
                 if (v != 0) == on {
                     return Some(to);
                 }
             }
             Ins::JumpIf { b: c, to } => {
-                if b(r, c) != 0 {
+                if r.bit(c) != 0 {
                     return Some(to);
                 }
             }
             Ins::JumpIfNot { b: c, to } => {
-                if b(r, c) == 0 {
+                if r.bit(c) == 0 {
                     return Some(to);
                 }
             }
-            Ins::BitsZero { d } => set_b(r, d, 0),
-            Ins::BitAnd { d, a, b: y } => set_b(r, d, b(r, a) & b(r, y)),
-            Ins::BitOr { d, a, b: y } => set_b(r, d, b(r, a) | b(r, y)),
-            Ins::BitAndNot { d, a, b: y } => set_b(r, d, b(r, a) & !b(r, y)),
+            Ins::BitsZero { d } => r.set_bit(d, 0),
+            Ins::BitAnd { d, a, b: y } => r.set_bit(d, r.bit(a) & r.bit(y)),
+            Ins::BitOr { d, a, b: y } => r.set_bit(d, r.bit(a) | r.bit(y)),
+            Ins::BitAndNot { d, a, b: y } => r.set_bit(d, r.bit(a) & !r.bit(y)),
             Ins::CFieldN { d, slot, m, l } => {
                 let items = self.list_items(l);
-                let keep = b(r, m);
+                let keep = r.bit(m);
                 let Some(out) = r.col_mut(d) else { return self.stop() };
                 for i in columns::each(keep) {
                     let v = match items.get(i).map(|it| it.get(slot)) {
@@ -323,62 +326,45 @@ impl<'a> Machine<'a> {
                 }
             }
             Ins::CFieldB { d, slot, m, l } => {
-                let items = self.list_items(l);
-                let mut out = 0;
-                for i in columns::each(b(r, m)) {
-                    match items.get(i).map(|it| it.get(slot)) {
-                        Some(Value::Bool(true)) => out |= 1 << i,
-                        Some(Value::Bool(false)) => {}
-                        _ => return self.stop(),
-                    }
+                let bits = self.item_bits(l, r.bit(m), |_, it| match it.get(slot) {
+                    Value::Bool(v) => Some(*v),
+                    _ => None,
+                });
+                match bits {
+                    Some(v) => r.set_bit(d, v),
+                    None => return self.stop(),
                 }
-                set_b(r, d, out);
             }
             Ins::CPresent { d, slot, m, l } => {
-                let items = self.list_items(l);
-                let mut out = 0;
-                for i in columns::each(b(r, m)) {
-                    if !matches!(items.get(i).map(|it| it.get(slot)), Some(Value::Absent) | None) {
-                        out |= 1 << i;
-                    }
+                let bits = self.item_bits(l, r.bit(m), |_, it| Some(!matches!(it.get(slot), Value::Absent)));
+                match bits {
+                    Some(v) => r.set_bit(d, v),
+                    None => return self.stop(),
                 }
-                set_b(r, d, out);
             }
             Ins::CCmpConst { op, d, slot, k, m, l } => {
-                let items = self.list_items(l);
-                let mut out = 0;
-                for i in columns::each(b(r, m)) {
-                    let Some(item) = items.get(i) else { return self.stop() };
-                    match self.compare_const(item.get(slot), flat, k) {
-                        Some(o) if holds(op, o) => out |= 1 << i,
-                        Some(_) => {}
-                        None => return self.stop(),
-                    }
+                let bits = self.item_bits(l, r.bit(m), |me, it| Some(holds(op, me.compare_const(it.get(slot), flat, k)?)));
+                match bits {
+                    Some(v) => r.set_bit(d, v),
+                    None => return self.stop(),
                 }
-                set_b(r, d, out);
             }
             Ins::CCmpFields { op, d, s, t, m, l } => {
-                let items = self.list_items(l);
-                let mut out = 0;
-                for i in columns::each(b(r, m)) {
-                    let Some(item) = items.get(i) else { return self.stop() };
-                    let o = match (item.get(s), item.get(t)) {
-                        (Value::Date(x), Value::Date(y)) => Some(x.cmp(y)),
-                        (x, y) => match (F::of(x), F::of(y)) {
-                            (Some(x), Some(y)) => crate::eval::fast::compare(x, y),
-                            _ => None,
-                        },
+                let bits = self.item_bits(l, r.bit(m), |_, it| {
+                    let o = match (it.get(s), it.get(t)) {
+                        // Dates (a deadline) directly; other types through `compare`.
+                        (Value::Date(x), Value::Date(y)) => x.cmp(y),
+                        (x, y) => crate::eval::fast::compare(F::of(x)?, F::of(y)?)?,
                     };
-                    match o {
-                        Some(o) if holds(op, o) => out |= 1 << i,
-                        Some(_) => {}
-                        None => return self.stop(),
-                    }
+                    Some(holds(op, o))
+                });
+                match bits {
+                    Some(v) => r.set_bit(d, v),
+                    None => return self.stop(),
                 }
-                set_b(r, d, out);
             }
             Ins::CBcastN { d, a, m } => {
-                let (v, keep) = (n(r, a), b(r, m));
+                let (v, keep) = (r.num(a), r.bit(m));
                 let Some(out) = r.col_mut(d) else { return self.stop() };
                 for i in columns::each(keep) {
                     put(out, i, v);
@@ -386,7 +372,7 @@ impl<'a> Machine<'a> {
             }
             Ins::CYear { d, slot, m, l } => {
                 let items = self.list_items(l);
-                let keep = b(r, m);
+                let keep = r.bit(m);
                 let Some(out) = r.col_mut(d) else { return self.stop() };
                 for i in columns::each(keep) {
                     match items.get(i).map(|it| it.get(slot)) {
@@ -395,9 +381,9 @@ impl<'a> Machine<'a> {
                     }
                 }
             }
-            Ins::CBcastB { d, a, m } => set_b(r, d, if b(r, a) != 0 { b(r, m) } else { 0 }),
+            Ins::CBcastB { d, a, m } => r.set_bit(d, if r.bit(a) != 0 { r.bit(m) } else { 0 }),
             Ins::CArith { op, d, a, b: y, m } => {
-                let keep = b(r, m);
+                let keep = r.bit(m);
                 let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
                 let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
                 // One loop an operator, so that each is inlined.
@@ -412,7 +398,7 @@ impl<'a> Machine<'a> {
                 }
             }
             Ins::CCmp { op, d, a, b: y, m } => {
-                let keep = b(r, m);
+                let keep = r.bit(m);
                 let (x, y) = (r.col(a), r.col(y));
                 let mut out = 0;
                 for i in columns::each(keep) {
@@ -420,11 +406,11 @@ impl<'a> Machine<'a> {
                         out |= 1 << i;
                     }
                 }
-                set_b(r, d, out);
+                r.set_bit(d, out);
             }
             Ins::CExtreme { min, d, a, b: y, m } => {
                 let want = if min { Ordering::Less } else { Ordering::Greater };
-                let keep = b(r, m);
+                let keep = r.bit(m);
                 let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
                 let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
                 for i in columns::each(keep) {
@@ -433,7 +419,7 @@ impl<'a> Machine<'a> {
                 }
             }
             Ins::CSelect { d, c, a, b: y, m } => {
-                let (pick, keep) = (b(r, c), b(r, m));
+                let (pick, keep) = (r.bit(c), r.bit(m));
                 let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
                 let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
                 for i in columns::each(keep) {
@@ -442,7 +428,7 @@ impl<'a> Machine<'a> {
             }
             Ins::CTreeN { d, t, m, l } => {
                 let items = self.list_items(l);
-                let mask = b(r, m);
+                let mask = r.bit(m);
                 let mut out = [Frac::ZERO; columns::MAX];
                 match flat.trees_n.get(t as usize) {
                     Some(e) => self.in_column(|me| me.vn(e, items, mask, &mut out)),
@@ -455,21 +441,21 @@ impl<'a> Machine<'a> {
             }
             Ins::CTreeB { d, t, m, l } => {
                 let items = self.list_items(l);
-                let mask = b(r, m);
+                let mask = r.bit(m);
                 let v = match flat.trees_b.get(t as usize) {
                     Some(e) => self.in_column(|me| me.vb(e, items, mask)),
                     None => self.give_up(0),
                 };
-                set_b(r, d, v & mask);
+                r.set_bit(d, v & mask);
             }
             Ins::SetLetN { id, a } => {
                 if let Some(c) = self.cells.get_mut(id as usize) {
-                    *c = F::Num(n(r, a));
+                    *c = F::Num(r.num(a));
                 }
             }
             Ins::SetLetB { id, a } => {
                 if let Some(c) = self.cells.get_mut(id as usize) {
-                    *c = F::Bool(b(r, a) != 0);
+                    *c = F::Bool(r.bit(a) != 0);
                 }
             }
         }
