@@ -83,7 +83,7 @@ pub enum Rounding {
 
 /// Greatest common divisor (binary algorithm); `gcd(0, b) == b`.
 #[inline]
-fn gcd(a: u128, b: u128) -> u128 {
+pub(crate) fn gcd(a: u128, b: u128) -> u128 {
     if a == 0 {
         return b;
     }

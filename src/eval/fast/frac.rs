@@ -48,6 +48,22 @@ impl Frac {
         Frac { n: i, d: 1 }
     }
 
+    /// The numerator and denominator as they are (not in lowest terms; the denominator is
+    /// positive).
+    #[inline(always)]
+    pub(super) fn parts(self) -> (i64, i64) {
+        (self.n, self.d)
+    }
+
+    /// `n / d` (`d > 0`), if it fits 64 bits (in lowest terms if need be).
+    #[inline]
+    pub(super) fn ratio(n: i128, d: i128) -> Option<Frac> {
+        if d <= 0 {
+            return None;
+        }
+        fit(n, d)
+    }
+
     /// Whether the two have the same parts (and so the same value).
     #[inline]
     pub(super) fn same(self, other: Frac) -> bool {

@@ -654,7 +654,7 @@ impl<'p> Compiler<'p> {
             N::Field(1, slot) => self.load(*slot, Load::Num, m, l),
             N::Field(0, _) | N::Let(_) => {
                 let a = self.n(e);
-                self.new_col(|d| Ins::CBcastN { d, a, m })
+                self.new_col(|d| Ins::CBcastN { d, a })
             }
             N::Item(1, id) if self.items.get(*id).is_some_and(|(s, _)| *s == l) => match self.item_regs.get(*id).copied() {
                 Some(Some(Reg::Num(r))) => r,

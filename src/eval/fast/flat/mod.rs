@@ -16,20 +16,25 @@
 //! Computing eagerly can compute a value the closures would not have needed; if it fails, the
 //! program gives up where the trees would not have, and the trees then evaluate the record alone
 //! (and, if they give up too, the closures). So eagerness costs time on such records, never a
-//! different outcome. A record with a list of more than [`columns::MAX`] items, or an absent
+//! different outcome. A column register is a [`Col`]: its lanes over one shared denominator, so
+//! that a lane operation is plain integer arithmetic.
+//!
+//! A record with a list of more than [`super::columns::MAX`] items, or an absent
 //! list, read as columns skips the program and is evaluated by the trees alone. The program
 //! does not recurse at run time (escapes aside), so its stack use is the trees'.
 
+mod col;
 mod compile;
 mod run;
 
 pub(super) use compile::{Compiler, Decisions};
 
-use super::columns::{self, Bits, Nums};
+use super::columns::Bits;
 use super::frac::Frac;
 use super::lower::{B, N, X};
 use crate::check::ir::Op;
 use crate::num::Rounding;
+use col::Col;
 
 /// A register index.
 type R = u32;
@@ -237,7 +242,6 @@ enum Ins {
     CBcastN {
         d: R,
         a: R,
-        m: R,
     },
     /// The year of a date field.
     CYear {
@@ -358,7 +362,7 @@ pub(super) struct Regs {
     owner: u64,
     nums: Box<[Frac; NUMS]>,
     bits: Box<[Bits; BITS]>,
-    cols: Box<[Nums; COLS]>,
+    cols: Box<[Col; COLS]>,
 }
 
 /// The next program's id.
@@ -373,12 +377,7 @@ impl Regs {
     pub(super) fn take() -> Box<Regs> {
         // `try_with`: a thread being torn down gets registers of its own instead of a panic.
         REGS.try_with(std::cell::Cell::take).ok().flatten().unwrap_or_else(|| {
-            Box::new(Regs {
-                owner: 0,
-                nums: Box::new([Frac::ZERO; NUMS]),
-                bits: Box::new([0; BITS]),
-                cols: Box::new([[Frac::ZERO; columns::MAX]; COLS]),
-            })
+            Box::new(Regs { owner: 0, nums: Box::new([Frac::ZERO; NUMS]), bits: Box::new([0; BITS]), cols: Box::new([Col::ZERO; COLS]) })
         })
     }
 
@@ -412,12 +411,12 @@ impl Regs {
     }
 
     #[inline(always)]
-    fn col(&self, r: R) -> &Nums {
-        self.cols.get(r as usize & (COLS - 1)).unwrap_or(&[Frac::ZERO; columns::MAX])
+    fn col(&self, r: R) -> &Col {
+        self.cols.get(r as usize & (COLS - 1)).unwrap_or(&Col::ZERO)
     }
 
     #[inline(always)]
-    fn col_mut(&mut self, r: R) -> Option<&mut Nums> {
+    fn col_mut(&mut self, r: R) -> Option<&mut Col> {
         self.cols.get_mut(r as usize & (COLS - 1))
     }
 
@@ -430,7 +429,7 @@ impl Regs {
         let junk = Frac::int(7).div(Frac::int(3)).unwrap_or(Frac::ZERO);
         r.nums.fill(junk);
         r.bits.fill(0xA5A5_A5A5_A5A5_A5A5);
-        r.cols.fill([junk; columns::MAX]);
+        r.cols.fill(Col::junk());
         r.give_back();
     }
 

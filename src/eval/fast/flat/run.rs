@@ -1,8 +1,9 @@
 //! Running a [`Flat`] program on one record: the dispatch loop and each instruction.
 
+use super::col::Col;
 use super::{Flat, Ins, R, Regs};
 use crate::check::ir::Op;
-use crate::eval::fast::columns::{self, Bits, Nums};
+use crate::eval::fast::columns::{self, Bits};
 use crate::eval::fast::frac::Frac;
 use crate::eval::fast::lower::X;
 use crate::eval::fast::{F, Machine};
@@ -21,36 +22,10 @@ fn arith(op: Op, x: Frac, y: Frac) -> Option<Frac> {
     }
 }
 
-/// Lane `i` of a column (`i` is below 64, as a bit of a mask; the `& 31` lets the compiler
-/// drop the bounds check).
-#[inline(always)]
-fn at(c: &Nums, i: usize) -> Frac {
-    c.get(i & (columns::MAX - 1)).copied().unwrap_or(Frac::ZERO)
-}
-
-#[inline(always)]
-fn put(c: &mut Nums, i: usize, v: Frac) {
-    if let Some(x) = c.get_mut(i & (columns::MAX - 1)) {
-        *x = v;
-    }
-}
-
-/// `out = f(x, y)` on the items of `keep`; `false` when `f` fails on one.
-#[inline(always)]
-fn lanes2(keep: Bits, x: &Nums, y: &Nums, out: &mut Nums, f: impl Fn(Frac, Frac) -> Option<Frac>) -> bool {
-    for i in columns::each(keep) {
-        match f(at(x, i), at(y, i)) {
-            Some(v) => put(out, i, v),
-            None => return false,
-        }
-    }
-    true
-}
-
 /// Column register `d` to write and the registers below it to read: the compiler allocates a
 /// column's register after those of its operands, so an instruction reads only lower ones.
 #[inline(always)]
-fn split(cols: &mut [Nums], d: R) -> Option<(&[Nums], &mut Nums)> {
+fn split(cols: &mut [Col], d: R) -> Option<(&[Col], &mut Col)> {
     let (below, rest) = cols.split_at_mut_checked(d as usize)?;
     Some((below, rest.first_mut()?))
 }
@@ -66,7 +41,7 @@ impl<'a> Machine<'a> {
             }
             for &(r, v) in &flat.col_consts {
                 if let Some(x) = regs.col_mut(r) {
-                    *x = [v; columns::MAX];
+                    *x = Col::splat(v);
                 }
             }
             regs.owner = flat.id;
@@ -208,12 +183,8 @@ impl<'a> Machine<'a> {
             }
             Ins::NPopcnt { d, a } => r.set_num(d, Frac::int(i64::from(r.bit(a).count_ones()))),
             Ins::NSum { d, c, m } => {
-                let col = r.col(c);
-                let mut sum = Some(Frac::ZERO);
-                for i in columns::each(r.bit(m)) {
-                    sum = sum.and_then(|s| s.add(at(col, i)));
-                }
-                let v = self.num(sum);
+                let v = r.col(c).sum(r.bit(m));
+                let v = self.num(v);
                 r.set_num(d, v);
             }
             Ins::NPeriodYear { d, slot } => {
@@ -231,12 +202,7 @@ impl<'a> Machine<'a> {
                 if keep == 0 {
                     return None;
                 }
-                let col = r.col(c);
-                let mut sum = Some(Frac::ZERO);
-                for i in columns::each(keep) {
-                    sum = sum.and_then(|s| s.add(at(col, i)));
-                }
-                let v = sum.and_then(|s| s.div(Frac::int(i64::from(keep.count_ones()))));
+                let v = r.col(c).mean(keep);
                 let v = self.num(v);
                 r.set_num(d, v);
                 return Some(to);
@@ -314,15 +280,12 @@ impl<'a> Machine<'a> {
                 let items = self.list_items(l);
                 let keep = r.bit(m);
                 let Some(out) = r.col_mut(d) else { return self.stop() };
-                for i in columns::each(keep) {
-                    let v = match items.get(i).map(|it| it.get(slot)) {
-                        Some(Value::Num(v)) => Frac::of(v),
-                        _ => None,
-                    };
-                    match v {
-                        Some(v) => put(out, i, v),
-                        None => return self.stop(),
-                    }
+                let loaded = out.gather(keep, |i| match items.get(i).map(|it| it.get(slot)) {
+                    Some(Value::Num(v)) => Frac::of(v),
+                    _ => None,
+                });
+                if !loaded {
+                    return self.stop();
                 }
             }
             Ins::CFieldB { d, slot, m, l } => {
@@ -363,22 +326,22 @@ impl<'a> Machine<'a> {
                     None => return self.stop(),
                 }
             }
-            Ins::CBcastN { d, a, m } => {
-                let (v, keep) = (r.num(a), r.bit(m));
+            Ins::CBcastN { d, a } => {
+                // Every lane: those outside the mask are junk anyway.
+                let v = r.num(a);
                 let Some(out) = r.col_mut(d) else { return self.stop() };
-                for i in columns::each(keep) {
-                    put(out, i, v);
-                }
+                *out = Col::splat(v);
             }
             Ins::CYear { d, slot, m, l } => {
                 let items = self.list_items(l);
                 let keep = r.bit(m);
                 let Some(out) = r.col_mut(d) else { return self.stop() };
-                for i in columns::each(keep) {
-                    match items.get(i).map(|it| it.get(slot)) {
-                        Some(Value::Date(v)) => put(out, i, Frac::int(crate::date::year_of(*v))),
-                        _ => return self.stop(),
-                    }
+                let loaded = out.gather_ints(keep, |i| match items.get(i).map(|it| it.get(slot)) {
+                    Some(Value::Date(v)) => Some(crate::date::year_of(*v)),
+                    _ => None,
+                });
+                if !loaded {
+                    return self.stop();
                 }
             }
             Ins::CBcastB { d, a, m } => r.set_bit(d, if r.bit(a) != 0 { r.bit(m) } else { 0 }),
@@ -386,12 +349,11 @@ impl<'a> Machine<'a> {
                 let keep = r.bit(m);
                 let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
                 let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
-                // One loop an operator, so that each is inlined.
                 let ok = match op {
-                    Op::Add => lanes2(keep, x, y, out, Frac::add),
-                    Op::Sub => lanes2(keep, x, y, out, Frac::sub),
-                    Op::Mul => lanes2(keep, x, y, out, Frac::mul),
-                    _ => lanes2(keep, x, y, out, Frac::div),
+                    Op::Add => out.add(keep, x, y),
+                    Op::Sub => out.sub(keep, x, y),
+                    Op::Mul => out.mul(keep, x, y),
+                    _ => out.div(keep, x, y),
                 };
                 if !ok {
                     return self.stop();
@@ -399,31 +361,23 @@ impl<'a> Machine<'a> {
             }
             Ins::CCmp { op, d, a, b: y, m } => {
                 let keep = r.bit(m);
-                let (x, y) = (r.col(a), r.col(y));
-                let mut out = 0;
-                for i in columns::each(keep) {
-                    if holds(op, at(x, i).cmp(at(y, i))) {
-                        out |= 1 << i;
-                    }
-                }
+                let out = Col::compare(keep, r.col(a), r.col(y), |o| holds(op, o));
                 r.set_bit(d, out);
             }
             Ins::CExtreme { min, d, a, b: y, m } => {
-                let want = if min { Ordering::Less } else { Ordering::Greater };
                 let keep = r.bit(m);
                 let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
                 let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
-                for i in columns::each(keep) {
-                    let (x, v) = (at(x, i), at(y, i));
-                    put(out, i, if v.cmp(x) == want { v } else { x });
+                if !out.extreme(keep, min, x, y) {
+                    return self.stop();
                 }
             }
             Ins::CSelect { d, c, a, b: y, m } => {
                 let (pick, keep) = (r.bit(c), r.bit(m));
                 let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
                 let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
-                for i in columns::each(keep) {
-                    put(out, i, if pick >> i & 1 == 1 { at(x, i) } else { at(y, i) });
+                if !out.select(keep, pick, x, y) {
+                    return self.stop();
                 }
             }
             Ins::CTreeN { d, t, m, l } => {
@@ -435,8 +389,8 @@ impl<'a> Machine<'a> {
                     None => self.give_up(()),
                 }
                 let Some(dst) = r.col_mut(d) else { return self.stop() };
-                for i in columns::each(mask) {
-                    put(dst, i, at(&out, i));
+                if !dst.gather(mask, |i| out.get(i).copied()) {
+                    return self.stop();
                 }
             }
             Ins::CTreeB { d, t, m, l } => {

@@ -1,0 +1,429 @@
+//! [`Col`]: a column of numbers over one shared denominator, the flat program's item values.
+//!
+//! Lane `i` holds `n[i] / d`. With one denominator a lane operation is one or two integer
+//! operations, with no denominator to compare or reduce per lane, and the loops run over plain
+//! arrays of `i64`. Operands over different denominators are first brought to their least
+//! common multiple. Lanes outside an operation's mask hold junk: they are computed with
+//! wrapping arithmetic and never read, and only the mask's lanes are checked for overflow, so a
+//! junk lane never makes a run give up. Every operation is exact; `None` means a value or a
+//! denominator does not fit 64 bits, and the program then gives up (the trees evaluate the
+//! record).
+
+use crate::eval::fast::columns::{self, Bits, MAX};
+use crate::eval::fast::frac::Frac;
+use std::cmp::Ordering;
+
+/// Lanes `n[i] / d` (`d > 0`); only the lanes of the mask an operation ran for hold values.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::eval::fast) struct Col {
+    n: [i64; MAX],
+    d: i64,
+}
+
+/// How many lanes from the first to cover `keep`'s highest item.
+#[inline(always)]
+fn span(keep: Bits) -> usize {
+    ((Bits::BITS - keep.leading_zeros()) as usize).min(MAX)
+}
+
+/// The least common multiple of two positive numbers.
+#[inline(always)]
+fn lcm(a: i64, b: i64) -> Option<i64> {
+    // Most denominators are 1 or equal.
+    if a == b || b == 1 {
+        return Some(a);
+    }
+    if a == 1 {
+        return Some(b);
+    }
+    lcm_by_gcd(a, b)
+}
+
+#[cold]
+#[inline(never)]
+fn lcm_by_gcd(a: i64, b: i64) -> Option<i64> {
+    let g = i64::try_from(crate::num::gcd(a.unsigned_abs().into(), b.unsigned_abs().into())).ok()?;
+    a.checked_div(g)?.checked_mul(b)
+}
+
+/// `out[i] = f(x[i], y[i])` over `keep`'s span; `false` when `f` overflows on an item of `keep`.
+#[inline(always)]
+fn zip(keep: Bits, x: &[i64; MAX], y: &[i64; MAX], out: &mut [i64; MAX], f: impl Fn(i64, i64) -> (i64, bool)) -> bool {
+    let mut over: Bits = 0;
+    for (i, ((o, &a), &b)) in out.iter_mut().zip(x).zip(y).enumerate().take(span(keep)) {
+        let (v, bad) = f(a, b);
+        *o = v;
+        over |= Bits::from(bad) << i;
+    }
+    over & keep == 0
+}
+
+impl Col {
+    /// A column of zeros.
+    pub(in crate::eval::fast) const ZERO: Col = Col { n: [0; MAX], d: 1 };
+
+    /// Every lane `v`.
+    pub(in crate::eval::fast) fn splat(v: Frac) -> Col {
+        let (n, d) = v.parts();
+        Col { n: [n; MAX], d }
+    }
+
+    /// Every lane junk (for tests: a lane read that was not written shows).
+    #[cfg(test)]
+    pub(in crate::eval::fast) fn junk() -> Col {
+        Col { n: [0x5A5A_5A5A; MAX], d: 3 }
+    }
+
+    /// Lane `i`'s value.
+    #[cfg(test)]
+    pub(in crate::eval::fast) fn get(&self, i: usize) -> Option<Frac> {
+        Frac::ratio(i128::from(*self.n.get(i)?), i128::from(self.d))
+    }
+
+    /// Writes `value(i)` into the lanes of `keep`, over the least common multiple of their
+    /// denominators; `false` (and the column unusable) where a value is missing or the
+    /// denominator or a lane does not fit.
+    #[inline(always)]
+    pub(in crate::eval::fast) fn gather(&mut self, keep: Bits, mut value: impl FnMut(usize) -> Option<Frac>) -> bool {
+        let mut d = 0i64;
+        for i in columns::each(keep) {
+            let Some((n, den)) = value(i).map(Frac::parts) else { return false };
+            let n = if den == d || d == 0 {
+                d = den;
+                n
+            } else {
+                // Another denominator: the lanes so far and this one over the common multiple.
+                let Some(common) = lcm(d, den) else { return false };
+                if common != d && !self.rescale(keep & !(Bits::MAX << i), common.checked_div(d).unwrap_or(0)) {
+                    return false;
+                }
+                d = common;
+                let k = if den == 1 { Some(common) } else { common.checked_div(den) };
+                match k.and_then(|k| n.checked_mul(k)) {
+                    Some(n) => n,
+                    None => return false,
+                }
+            };
+            if let Some(x) = self.n.get_mut(i) {
+                *x = n;
+            }
+        }
+        self.d = d.max(1);
+        true
+    }
+
+    /// Multiplies the lanes of `keep` by `k` (to put them over a denominator `k` times theirs).
+    #[cold]
+    fn rescale(&mut self, keep: Bits, k: i64) -> bool {
+        if k <= 0 {
+            return false;
+        }
+        for i in columns::each(keep) {
+            let Some(x) = self.n.get_mut(i) else { return false };
+            match x.checked_mul(k) {
+                Some(v) => *x = v,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Writes integer lanes (denominator 1): `value(i)` for the items of `keep`.
+    #[inline(always)]
+    pub(in crate::eval::fast) fn gather_ints(&mut self, keep: Bits, mut value: impl FnMut(usize) -> Option<i64>) -> bool {
+        self.d = 1;
+        for i in columns::each(keep) {
+            match (value(i), self.n.get_mut(i)) {
+                (Some(v), Some(x)) => *x = v,
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// The two columns' lanes over one denominator: the multipliers of each and the common
+    /// denominator.
+    #[inline(always)]
+    fn common(a: &Col, b: &Col) -> Option<(i64, i64, i64)> {
+        if a.d == b.d {
+            return Some((1, 1, a.d));
+        }
+        if a.d == 1 {
+            return Some((b.d, 1, b.d));
+        }
+        if b.d == 1 {
+            return Some((1, a.d, a.d));
+        }
+        let d = lcm(a.d, b.d)?;
+        Some((d.checked_div(a.d)?, d.checked_div(b.d)?, d))
+    }
+
+    /// `self = op(a, b)` lane by lane over `keep`, with `op` one of `+ - *`; `false` on overflow.
+    #[inline(always)]
+    fn lanes(&mut self, keep: Bits, a: &Col, b: &Col, minus: bool) -> bool {
+        let Some((ka, kb, d)) = Col::common(a, b) else { return false };
+        self.d = d;
+        match (ka, kb, minus) {
+            (1, 1, false) => zip(keep, &a.n, &b.n, &mut self.n, i64::overflowing_add),
+            (1, 1, true) => zip(keep, &a.n, &b.n, &mut self.n, i64::overflowing_sub),
+            (1, _, false) => zip(keep, &a.n, &b.n, &mut self.n, |x, y| scaled(x, 1, y, kb, false)),
+            (1, _, true) => zip(keep, &a.n, &b.n, &mut self.n, |x, y| scaled(x, 1, y, kb, true)),
+            _ => zip(keep, &a.n, &b.n, &mut self.n, |x, y| scaled(x, ka, y, kb, minus)),
+        }
+    }
+
+    /// `self = a + b` on `keep`.
+    pub(in crate::eval::fast) fn add(&mut self, keep: Bits, a: &Col, b: &Col) -> bool {
+        self.lanes(keep, a, b, false)
+    }
+
+    /// `self = a - b` on `keep`.
+    pub(in crate::eval::fast) fn sub(&mut self, keep: Bits, a: &Col, b: &Col) -> bool {
+        self.lanes(keep, a, b, true)
+    }
+
+    /// `self = a * b` on `keep`.
+    pub(in crate::eval::fast) fn mul(&mut self, keep: Bits, a: &Col, b: &Col) -> bool {
+        let Some(d) = a.d.checked_mul(b.d) else { return false };
+        self.d = d;
+        zip(keep, &a.n, &b.n, &mut self.n, i64::overflowing_mul)
+    }
+
+    /// `self = a / b` on `keep`; `false` where a divisor of `keep` is zero (the trees then
+    /// report it) or a value does not fit. The lanes' denominators differ, so the common one is
+    /// `a`'s times the least common multiple of the divisors.
+    pub(in crate::eval::fast) fn div(&mut self, keep: Bits, a: &Col, b: &Col) -> bool {
+        let mut l = 1i64;
+        for i in columns::each(keep) {
+            match b.n.get(i).copied() {
+                Some(0) | None => return false,
+                Some(y) => match lcm(l, y.checked_abs().unwrap_or(0)) {
+                    Some(m) if m > 0 => l = m,
+                    _ => return false,
+                },
+            }
+        }
+        // a/da ÷ y/db = a·db·(l/|y|)·sign(y) / (da·l)
+        let Some(d) = a.d.checked_mul(l) else { return false };
+        self.d = d;
+        let db = b.d;
+        zip(keep, &a.n, &b.n, &mut self.n, |x, y| {
+            let Some(k) = l.checked_div(y) else { return (0, true) };
+            let (v, o1) = x.overflowing_mul(db);
+            let (v, o2) = v.overflowing_mul(k);
+            (v, o1 | o2)
+        })
+    }
+
+    /// The items of `keep` where `a op b` holds, `op` as [`Ordering`] tests.
+    #[inline(always)]
+    pub(in crate::eval::fast) fn compare(keep: Bits, a: &Col, b: &Col, holds: impl Fn(Ordering) -> bool) -> Bits {
+        let mut out: Bits = 0;
+        if a.d == b.d {
+            for (i, (x, y)) in a.n.iter().zip(&b.n).enumerate().take(span(keep)) {
+                out |= Bits::from(holds(x.cmp(y))) << i;
+            }
+        } else {
+            let (da, db) = (i128::from(a.d), i128::from(b.d));
+            for (i, (&x, &y)) in a.n.iter().zip(&b.n).enumerate().take(span(keep)) {
+                out |= Bits::from(holds((i128::from(x) * db).cmp(&(i128::from(y) * da)))) << i;
+            }
+        }
+        out & keep
+    }
+
+    /// `self = pick ? a : b` lane by lane on `keep` (`pick` one bit an item).
+    pub(in crate::eval::fast) fn select(&mut self, keep: Bits, pick: Bits, a: &Col, b: &Col) -> bool {
+        let Some((ka, kb, d)) = Col::common(a, b) else { return false };
+        self.d = d;
+        let mut over: Bits = 0;
+        for (i, ((o, &x), &y)) in self.n.iter_mut().zip(&a.n).zip(&b.n).enumerate().take(span(keep)) {
+            let (v, bad) = if pick >> i & 1 == 1 { x.overflowing_mul(ka) } else { y.overflowing_mul(kb) };
+            *o = v;
+            over |= Bits::from(bad) << i;
+        }
+        over & keep == 0
+    }
+
+    /// `self = min(a, b)` (or max) lane by lane on `keep`.
+    pub(in crate::eval::fast) fn extreme(&mut self, keep: Bits, min: bool, a: &Col, b: &Col) -> bool {
+        let Some((ka, kb, d)) = Col::common(a, b) else { return false };
+        self.d = d;
+        zip(keep, &a.n, &b.n, &mut self.n, |x, y| {
+            let ((x, o1), (y, o2)) = (x.overflowing_mul(ka), y.overflowing_mul(kb));
+            (if min { x.min(y) } else { x.max(y) }, o1 | o2)
+        })
+    }
+
+    /// The sum of the lanes of `keep`.
+    pub(in crate::eval::fast) fn sum(&self, keep: Bits) -> Option<Frac> {
+        let mut s = 0i128;
+        for (i, &x) in self.n.iter().enumerate().take(span(keep)) {
+            if keep >> i & 1 == 1 {
+                s += i128::from(x);
+            }
+        }
+        Frac::ratio(s, i128::from(self.d))
+    }
+
+    /// The mean of the lanes of `keep` (`None` for no lanes).
+    pub(in crate::eval::fast) fn mean(&self, keep: Bits) -> Option<Frac> {
+        let count = i128::from(keep.count_ones());
+        if count == 0 {
+            return None;
+        }
+        let mut s = 0i128;
+        for (i, &x) in self.n.iter().enumerate().take(span(keep)) {
+            if keep >> i & 1 == 1 {
+                s += i128::from(x);
+            }
+        }
+        Frac::ratio(s, i128::from(self.d) * count)
+    }
+}
+
+/// `x·kx ± y·ky` with its overflow.
+#[inline(always)]
+fn scaled(x: i64, kx: i64, y: i64, ky: i64, minus: bool) -> (i64, bool) {
+    let (x, o1) = x.overflowing_mul(kx);
+    let (y, o2) = y.overflowing_mul(ky);
+    let (v, o3) = if minus { x.overflowing_sub(y) } else { x.overflowing_add(y) };
+    (v, o1 | o2 | o3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A column of small decimals (denominators dividing 100) and thirds.
+    fn decimals() -> impl Strategy<Value = Vec<(i64, i64)>> {
+        let den = prop_oneof![Just(1i64), Just(2), Just(4), Just(5), Just(10), Just(20), Just(25), Just(100), Just(3)];
+        proptest::collection::vec((-10_000i64..10_000, den), MAX)
+    }
+
+    /// A column of any fractions: their common denominator may not fit.
+    fn fractions() -> impl Strategy<Value = Vec<(i64, i64)>> {
+        proptest::collection::vec((any::<i64>(), 1i64..1_000_000), MAX)
+    }
+
+    fn frac(n: i64, d: i64) -> Frac {
+        Frac::ratio(i128::from(n), i128::from(d)).unwrap_or(Frac::ZERO)
+    }
+
+    fn gathered(v: &[(i64, i64)], keep: Bits) -> Option<Col> {
+        let mut c = Col::junk();
+        c.gather(keep, |i| v.get(i).map(|&(n, d)| frac(n, d))).then_some(c)
+    }
+
+    fn column(v: &[(i64, i64)], keep: Bits) -> Col {
+        gathered(v, keep).unwrap_or_else(|| panic!("small lanes gather: {v:?}"))
+    }
+
+    fn at(v: &[(i64, i64)], i: usize) -> Frac {
+        v.get(i).map(|&(n, d)| frac(n, d)).unwrap_or(Frac::ZERO)
+    }
+
+    /// Lane `i` of `c` equals `want` (as values).
+    fn lane_is(c: &Col, i: usize, want: Option<Frac>) -> Result<(), TestCaseError> {
+        let got = c.get(i);
+        prop_assert!(matches!((got, want), (Some(g), Some(w)) if g.cmp(w) == Ordering::Equal), "lane {i}: {got:?}, want {want:?}");
+        Ok(())
+    }
+
+    proptest! {
+        /// Every operation agrees with `Frac` on each lane of the mask, and never gives up on
+        /// small values (division: where no divisor of the mask is zero).
+        #[test]
+        fn lanes_agree_with_frac(x in decimals(), y in decimals(), keep in any::<u32>(), pick in any::<u32>()) {
+            let keep = Bits::from(keep);
+            let (a, b) = (column(&x, keep), column(&y, keep));
+            let mut out = Col::junk();
+            prop_assert!(out.add(keep, &a, &b));
+            for i in columns::each(keep) { lane_is(&out, i, at(&x, i).add(at(&y, i)))?; }
+            prop_assert!(out.sub(keep, &a, &b));
+            for i in columns::each(keep) { lane_is(&out, i, at(&x, i).sub(at(&y, i)))?; }
+            prop_assert!(out.mul(keep, &a, &b));
+            for i in columns::each(keep) { lane_is(&out, i, at(&x, i).mul(at(&y, i)))?; }
+            let zero_divisor = columns::each(keep).any(|i| y.get(i).is_some_and(|&(n, _)| n == 0));
+            let divided = out.div(keep, &a, &b);
+            prop_assert!(!zero_divisor || !divided, "a zero divisor fails");
+            if divided {
+                for i in columns::each(keep) { lane_is(&out, i, at(&x, i).div(at(&y, i)))?; }
+            }
+            for min in [false, true] {
+                prop_assert!(out.extreme(keep, min, &a, &b));
+                for i in columns::each(keep) {
+                    let (p, q) = (at(&x, i), at(&y, i));
+                    lane_is(&out, i, Some(if (q.cmp(p) == Ordering::Less) == min && q.cmp(p) != Ordering::Equal { q } else { p }))?;
+                }
+            }
+            let pick = Bits::from(pick);
+            prop_assert!(out.select(keep, pick, &a, &b));
+            for i in columns::each(keep) { lane_is(&out, i, Some(if pick >> i & 1 == 1 { at(&x, i) } else { at(&y, i) }))?; }
+            let less = Col::compare(keep, &a, &b, |o| o == Ordering::Less);
+            let want = columns::each(keep).filter(|&i| at(&x, i).cmp(at(&y, i)) == Ordering::Less).fold(0, |m, i| m | 1 << i);
+            prop_assert_eq!(less, want);
+            let sum = columns::each(keep).try_fold(Frac::ZERO, |s, i| s.add(at(&x, i)));
+            prop_assert!(matches!((a.sum(keep), sum), (Some(g), Some(w)) if g.cmp(w) == Ordering::Equal));
+            let mean = sum.and_then(|s| s.div(Frac::int(i64::from(keep.count_ones()))));
+            prop_assert_eq!(a.mean(keep).map(|m| mean.map(|w| m.cmp(w))), mean.map(|_| Some(Ordering::Equal)));
+        }
+    }
+
+    proptest! {
+        /// On any fractions an operation may give up (a value or the common denominator does
+        /// not fit), but what it answers is exact.
+        #[test]
+        fn answers_on_wide_values_are_exact(x in fractions(), y in fractions(), keep in any::<u32>()) {
+            let keep = Bits::from(keep);
+            let (Some(a), Some(b)) = (gathered(&x, keep), gathered(&y, keep)) else { return Ok(()) };
+            for i in columns::each(keep) {
+                lane_is(&a, i, Some(at(&x, i)))?;
+            }
+            type ColOp = fn(&mut Col, Bits, &Col, &Col) -> bool;
+            type FracOp = fn(Frac, Frac) -> Option<Frac>;
+            let ops: [(ColOp, FracOp); 4] =
+                [(Col::add, Frac::add), (Col::sub, Frac::sub), (Col::mul, Frac::mul), (Col::div, Frac::div)];
+            for (op, exact) in ops {
+                let mut out = Col::junk();
+                if op(&mut out, keep, &a, &b) {
+                    for i in columns::each(keep) {
+                        let want = exact(at(&x, i), at(&y, i));
+                        prop_assert!(want.is_some(), "lane {i} answered where Frac does not fit");
+                        lane_is(&out, i, want)?;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn overflow_in_a_lane_of_the_mask_gives_up_and_outside_it_does_not() {
+        let big = [(i64::MAX / 2 + 1, 1); MAX];
+        let (a, b) = (column(&big, 0b11), column(&big, 0b11));
+        let mut out = Col::junk();
+        assert!(!out.add(0b11, &a, &b), "an overflowing lane of the mask gives up");
+        assert!(!out.mul(0b01, &a, &b));
+        // Lanes 2.. hold junk from `column`'s gather over 0b11; any value there is ignored.
+        let mut wide = [(1, 1); MAX];
+        wide[5] = (i64::MAX, 1);
+        let w = column(&wide, 0b10_0011);
+        assert!(out.add(0b11, &w, &w), "lane 5 is outside the mask");
+    }
+
+    #[test]
+    fn a_column_over_one_denominator_keeps_it() {
+        let quarters = column(&[(1, 4); MAX], 0b111);
+        let ints = column(&[(3, 1); MAX], 0b111);
+        let mut out = Col::junk();
+        assert!(out.sub(0b111, &ints, &quarters));
+        assert_eq!(out.d, 4);
+        assert_eq!(out.n.get(..3), Some(&[11i64, 11, 11][..]));
+        assert_eq!(out.sum(0b111).map(Frac::parts), Some((33, 4)));
+        // Mixed denominators: over their least common multiple.
+        let mixed = column(&[(1, 1), (3, 2), (1, 10)].repeat(11), 0b111);
+        assert_eq!(mixed.d, 10);
+        assert_eq!(mixed.n.get(..3), Some(&[10i64, 15, 1][..]));
+    }
+}
