@@ -267,23 +267,35 @@ impl Plan {
         if mode != Mode::Trees
             && let Some(f) = &self.flat
         {
-            let mut m = Machine::new(self, record);
+            let mut m = Machine::new(self, record, std::mem::take(&mut regs.cells));
             if m.run_flat(f, regs) {
                 let out = m.decide(rs, Some(f), regs);
                 if !m.gave_up {
+                    regs.cells = recycle(m.cells);
                     return out;
                 }
             }
+            regs.cells = recycle(m.cells);
             // The program computes values eagerly: a failure the trees would not reach, an
             // absent list, or a list too long for columns leaves the record to the trees.
             if mode == Mode::FlatOnly {
                 return None;
             }
         }
-        let mut m = Machine::new(self, record);
+        let mut m = Machine::new(self, record, std::mem::take(&mut regs.cells));
         let out = m.decide(rs, None, regs);
-        if m.gave_up { None } else { out }
+        let gave_up = m.gave_up;
+        regs.cells = recycle(m.cells);
+        if gave_up { None } else { out }
     }
+}
+
+/// The cells emptied, for the next record: their storage is kept, not their values (which
+/// borrow this record).
+fn recycle(mut cells: Vec<F<'_>>) -> Vec<F<'static>> {
+    cells.clear();
+    // Collecting an empty vector's iterator into one of the same layout reuses its storage.
+    cells.into_iter().map(|_| F::Unset).collect()
 }
 
 /// How [`Plan::run_with`] evaluates a record.
@@ -315,7 +327,8 @@ struct Machine<'a> {
 }
 
 impl<'a> Machine<'a> {
-    fn new(plan: &'a Plan, root: &'a Record) -> Machine<'a> {
+    /// A machine for one record, with `cells` (empty) as the storage of its cells.
+    fn new(plan: &'a Plan, root: &'a Record, mut cells: Vec<F<'a>>) -> Machine<'a> {
         let mut column = [0u32; MAX_ITEM_VALUES];
         let mut len = plan.lets.len();
         for ((slot, _), start) in plan.items.iter().zip(column.iter_mut()) {
@@ -330,7 +343,11 @@ impl<'a> Machine<'a> {
             frames: [root; MAX_FRAMES],
             index: [0; MAX_FRAMES],
             depth: 1,
-            cells: vec![F::Unset; len],
+            cells: {
+                cells.clear();
+                cells.resize(len, F::Unset);
+                cells
+            },
             column,
             gave_up: false,
         }

@@ -29,6 +29,7 @@ mod run;
 
 pub(super) use compile::{Compiler, Decisions};
 
+use super::F;
 use super::columns::Bits;
 use super::frac::Frac;
 use super::lower::{B, N, X};
@@ -363,6 +364,8 @@ pub(super) struct Regs {
     nums: Box<[Frac; NUMS]>,
     bits: Box<[Bits; BITS]>,
     cols: Box<[Col; COLS]>,
+    /// The storage of a machine's cells (empty between runs), so that a record allocates none.
+    pub(super) cells: Vec<F<'static>>,
 }
 
 /// The next program's id.
@@ -377,7 +380,13 @@ impl Regs {
     pub(super) fn take() -> Box<Regs> {
         // `try_with`: a thread being torn down gets registers of its own instead of a panic.
         REGS.try_with(std::cell::Cell::take).ok().flatten().unwrap_or_else(|| {
-            Box::new(Regs { owner: 0, nums: Box::new([Frac::ZERO; NUMS]), bits: Box::new([0; BITS]), cols: Box::new([Col::ZERO; COLS]) })
+            Box::new(Regs {
+                owner: 0,
+                nums: Box::new([Frac::ZERO; NUMS]),
+                bits: Box::new([0; BITS]),
+                cols: Box::new([Col::ZERO; COLS]),
+                cells: Vec::new(),
+            })
         })
     }
 
