@@ -460,13 +460,26 @@ fn is_cmp(op: Op) -> bool {
 /// Whether a comparison operator holds for the ordering of its operands.
 #[inline]
 pub(super) fn holds(op: Op, ord: Ordering) -> bool {
+    // Bit 0, 1, 2 of the operator's mask: holds when less, equal, greater. A table load, not a
+    // branch on the operator.
+    let bit = match ord {
+        Ordering::Less => 1,
+        Ordering::Equal => 2,
+        Ordering::Greater => 4,
+    };
+    orderings(op) & bit != 0
+}
+
+/// The orderings for which a comparison operator holds: bit 0 less, bit 1 equal, bit 2 greater.
+#[inline]
+pub(super) fn orderings(op: Op) -> u8 {
     match op {
-        Op::Eq => ord == Ordering::Equal,
-        Op::Ne => ord != Ordering::Equal,
-        Op::Lt => ord == Ordering::Less,
-        Op::Le => ord != Ordering::Greater,
-        Op::Gt => ord == Ordering::Greater,
-        _ => ord != Ordering::Less,
+        Op::Eq => 0b010,
+        Op::Ne => 0b101,
+        Op::Lt => 0b001,
+        Op::Le => 0b011,
+        Op::Gt => 0b100,
+        _ => 0b110,
     }
 }
 

@@ -11,7 +11,6 @@
 
 use crate::eval::fast::columns::{self, Bits, MAX};
 use crate::eval::fast::frac::Frac;
-use std::cmp::Ordering;
 
 /// Lanes `n[i] / d` (`d > 0`); only the lanes of the mask an operation ran for hold values.
 #[derive(Clone, Copy, Debug)]
@@ -215,27 +214,37 @@ impl Col {
         })
     }
 
-    /// The items of `keep` where `a op b` holds, `op` as [`Ordering`] tests.
+    /// The items of `keep` where `a op b` holds; `orderings` as [`crate::eval::program::orderings`]
+    /// gives them (bit 0 less, 1 equal, 2 greater).
     #[inline(always)]
-    pub(in crate::eval::fast) fn compare(keep: Bits, a: &Col, b: &Col, holds: impl Fn(Ordering) -> bool) -> Bits {
-        let mut out: Bits = 0;
+    pub(in crate::eval::fast) fn compare(keep: Bits, a: &Col, b: &Col, orderings: u8) -> Bits {
+        let (mut less, mut greater): (Bits, Bits) = (0, 0);
         if a.d == b.d {
             for (i, (x, y)) in a.n.iter().zip(&b.n).enumerate().take(span(keep)) {
-                out |= Bits::from(holds(x.cmp(y))) << i;
+                less |= Bits::from(x < y) << i;
+                greater |= Bits::from(x > y) << i;
             }
         } else {
             let (da, db) = (i128::from(a.d), i128::from(b.d));
             for (i, (&x, &y)) in a.n.iter().zip(&b.n).enumerate().take(span(keep)) {
-                out |= Bits::from(holds((i128::from(x) * db).cmp(&(i128::from(y) * da)))) << i;
+                let (x, y) = (i128::from(x) * db, i128::from(y) * da);
+                less |= Bits::from(x < y) << i;
+                greater |= Bits::from(x > y) << i;
             }
         }
-        out & keep
+        by_orderings(orderings, less, greater) & keep
     }
 
     /// `self = pick ? a : b` lane by lane on `keep` (`pick` one bit an item).
     pub(in crate::eval::fast) fn select(&mut self, keep: Bits, pick: Bits, a: &Col, b: &Col) -> bool {
         let Some((ka, kb, d)) = Col::common(a, b) else { return false };
         self.d = d;
+        if (ka, kb) == (1, 1) {
+            for (i, ((o, &x), &y)) in self.n.iter_mut().zip(&a.n).zip(&b.n).enumerate().take(span(keep)) {
+                *o = if pick >> i & 1 == 1 { x } else { y };
+            }
+            return true;
+        }
         let mut over: Bits = 0;
         for (i, ((o, &x), &y)) in self.n.iter_mut().zip(&a.n).zip(&b.n).enumerate().take(span(keep)) {
             let (v, bad) = if pick >> i & 1 == 1 { x.overflowing_mul(ka) } else { y.overflowing_mul(kb) };
@@ -249,21 +258,31 @@ impl Col {
     pub(in crate::eval::fast) fn extreme(&mut self, keep: Bits, min: bool, a: &Col, b: &Col) -> bool {
         let Some((ka, kb, d)) = Col::common(a, b) else { return false };
         self.d = d;
-        zip(keep, &a.n, &b.n, &mut self.n, |x, y| {
-            let ((x, o1), (y, o2)) = (x.overflowing_mul(ka), y.overflowing_mul(kb));
-            (if min { x.min(y) } else { x.max(y) }, o1 | o2)
-        })
+        match (ka, kb, min) {
+            (1, 1, true) => zip(keep, &a.n, &b.n, &mut self.n, |x, y| (x.min(y), false)),
+            (1, 1, false) => zip(keep, &a.n, &b.n, &mut self.n, |x, y| (x.max(y), false)),
+            _ => zip(keep, &a.n, &b.n, &mut self.n, |x, y| {
+                let ((x, o1), (y, o2)) = (x.overflowing_mul(ka), y.overflowing_mul(kb));
+                (if min { x.min(y) } else { x.max(y) }, o1 | o2)
+            }),
+        }
+    }
+
+    /// The sum of the lanes of `keep`, over the column's denominator.
+    #[inline(always)]
+    fn total(&self, keep: Bits) -> i128 {
+        let mut s = 0i128;
+        for (i, &x) in self.n.iter().enumerate().take(span(keep)) {
+            // Branch-free: a lane outside `keep` adds 0.
+            let inside = 0i64.wrapping_sub(i64::from(keep >> i & 1 == 1));
+            s += i128::from(x & inside);
+        }
+        s
     }
 
     /// The sum of the lanes of `keep`.
     pub(in crate::eval::fast) fn sum(&self, keep: Bits) -> Option<Frac> {
-        let mut s = 0i128;
-        for (i, &x) in self.n.iter().enumerate().take(span(keep)) {
-            if keep >> i & 1 == 1 {
-                s += i128::from(x);
-            }
-        }
-        Frac::ratio(s, i128::from(self.d))
+        Frac::ratio(self.total(keep), i128::from(self.d))
     }
 
     /// The mean of the lanes of `keep` (`None` for no lanes).
@@ -272,14 +291,16 @@ impl Col {
         if count == 0 {
             return None;
         }
-        let mut s = 0i128;
-        for (i, &x) in self.n.iter().enumerate().take(span(keep)) {
-            if keep >> i & 1 == 1 {
-                s += i128::from(x);
-            }
-        }
-        Frac::ratio(s, i128::from(self.d) * count)
+        Frac::ratio(self.total(keep), i128::from(self.d) * count)
     }
+}
+
+/// The items where an operator with `orderings` holds, from those where its operands compare
+/// less and greater.
+#[inline(always)]
+pub(in crate::eval::fast) fn by_orderings(orderings: u8, less: Bits, greater: Bits) -> Bits {
+    let all = |bit: u8| if orderings & bit != 0 { Bits::MAX } else { 0 };
+    (less & all(1)) | (!(less | greater) & all(2)) | (greater & all(4))
 }
 
 /// `x·kx ± y·ky` with its overflow.
@@ -294,7 +315,10 @@ fn scaled(x: i64, kx: i64, y: i64, ky: i64, minus: bool) -> (i64, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::ir::Op;
+    use crate::eval::program::{holds, orderings};
     use proptest::prelude::*;
+    use std::cmp::Ordering;
 
     /// A column of small decimals (denominators dividing 100) and thirds.
     fn decimals() -> impl Strategy<Value = Vec<(i64, i64)>> {
@@ -361,9 +385,11 @@ mod tests {
             let pick = Bits::from(pick);
             prop_assert!(out.select(keep, pick, &a, &b));
             for i in columns::each(keep) { lane_is(&out, i, Some(if pick >> i & 1 == 1 { at(&x, i) } else { at(&y, i) }))?; }
-            let less = Col::compare(keep, &a, &b, |o| o == Ordering::Less);
-            let want = columns::each(keep).filter(|&i| at(&x, i).cmp(at(&y, i)) == Ordering::Less).fold(0, |m, i| m | 1 << i);
-            prop_assert_eq!(less, want);
+            for op in [Op::Eq, Op::Ne, Op::Lt, Op::Le, Op::Gt, Op::Ge] {
+                let got = Col::compare(keep, &a, &b, orderings(op));
+                let want = columns::each(keep).filter(|&i| holds(op, at(&x, i).cmp(at(&y, i)))).fold(0, |m, i| m | 1 << i);
+                prop_assert_eq!(got, want, "{:?}", op);
+            }
             let sum = columns::each(keep).try_fold(Frac::ZERO, |s, i| s.add(at(&x, i)));
             prop_assert!(matches!((a.sum(keep), sum), (Some(g), Some(w)) if g.cmp(w) == Ordering::Equal));
             let mean = sum.and_then(|s| s.div(Frac::int(i64::from(keep.count_ones()))));

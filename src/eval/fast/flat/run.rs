@@ -7,7 +7,7 @@ use crate::eval::fast::columns::{self, Bits};
 use crate::eval::fast::frac::Frac;
 use crate::eval::fast::lower::X;
 use crate::eval::fast::{F, Machine};
-use crate::eval::program::holds;
+use crate::eval::program::{holds, orderings};
 use crate::eval::record::{Record, Value};
 use std::cmp::Ordering;
 
@@ -361,7 +361,7 @@ impl<'a> Machine<'a> {
             }
             Ins::CCmp { op, d, a, b: y, m } => {
                 let keep = r.bit(m);
-                let out = Col::compare(keep, r.col(a), r.col(y), |o| holds(op, o));
+                let out = Col::compare(keep, r.col(a), r.col(y), orderings(op));
                 r.set_bit(d, out);
             }
             Ins::CExtreme { min, d, a, b: y, m } => {
