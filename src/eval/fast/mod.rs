@@ -310,6 +310,9 @@ enum Mode {
     FlatOnly,
 }
 
+/// [`Machine::column`] of an item value not read yet.
+const NO_COLUMN: u32 = u32::MAX;
+
 /// One fast run over one record.
 struct Machine<'a> {
     plan: &'a Plan,
@@ -319,9 +322,10 @@ struct Machine<'a> {
     index: [u32; MAX_FRAMES],
     /// How many frames are in use.
     depth: usize,
-    /// Top-level values by id, then each item value's column.
+    /// Top-level values by id, then the columns of the item values read so far.
     cells: Vec<F<'a>>,
-    /// Where each item value's column starts in `cells`.
+    /// Where each item value's column starts in `cells` ([`NO_COLUMN`] until it is first read:
+    /// most runs of the flat program read none, and so fill no cells for them).
     column: [u32; MAX_ITEM_VALUES],
     gave_up: bool,
 }
@@ -329,14 +333,8 @@ struct Machine<'a> {
 impl<'a> Machine<'a> {
     /// A machine for one record, with `cells` (empty) as the storage of its cells.
     fn new(plan: &'a Plan, root: &'a Record, mut cells: Vec<F<'a>>) -> Machine<'a> {
-        let mut column = [0u32; MAX_ITEM_VALUES];
-        let mut len = plan.lets.len();
-        for ((slot, _), start) in plan.items.iter().zip(column.iter_mut()) {
-            *start = u32::try_from(len).unwrap_or(u32::MAX);
-            if let Value::List(items) = root.get(*slot) {
-                len += items.len();
-            }
-        }
+        let len = plan.lets.len();
+        let column = [NO_COLUMN; MAX_ITEM_VALUES];
         Machine {
             plan,
             root,
@@ -405,10 +403,10 @@ impl<'a> Machine<'a> {
     /// Item value `id` of the item in scope frame `frame`; its column is computed at the first read.
     #[inline]
     fn item(&mut self, frame: u8, id: usize) -> F<'a> {
-        let (Some(start), Some(i)) = (self.column.get(id), self.index.get(frame as usize)) else {
+        let (Some(start), Some(i)) = (self.column_start(id), self.index.get(frame as usize)) else {
             return self.give_up(F::Absent);
         };
-        let at = *start as usize + *i as usize;
+        let at = start + *i as usize;
         match self.cells.get(at) {
             Some(F::Unset) => {
                 self.compute_column(id);
@@ -425,10 +423,9 @@ impl<'a> Machine<'a> {
     #[inline(never)]
     fn compute_column(&mut self, id: usize) {
         let plan = self.plan;
-        let (Some((slot, expr)), Some(start)) = (plan.items.get(id), self.column.get(id)) else {
+        let (Some((slot, expr)), Some(start)) = (plan.items.get(id), self.column_start(id)) else {
             return self.give_up(());
         };
-        let start = *start as usize;
         let Value::List(items) = self.root.get(*slot) else { return self.give_up(()) };
         if let Some(cells) = self.cells.get_mut(start..start + items.len()) {
             cells.fill(F::Busy);
@@ -470,9 +467,26 @@ impl<'a> Machine<'a> {
         }
     }
 
+    /// Where item value `id`'s cells start: placed after those in use at its first read.
+    fn column_start(&mut self, id: usize) -> Option<usize> {
+        let start = *self.column.get(id)?;
+        if start != NO_COLUMN {
+            return Some(start as usize);
+        }
+        let (slot, _) = self.plan.items.get(id)?;
+        let len = match self.root.get(*slot) {
+            Value::List(items) => items.len(),
+            _ => 0,
+        };
+        let start = self.cells.len();
+        self.cells.resize(start + len, F::Unset);
+        *self.column.get_mut(id)? = u32::try_from(start).ok()?;
+        Some(start)
+    }
+
     /// Where item value `id`'s column starts, computed if it was not.
     fn ready_column(&mut self, id: usize) -> Option<usize> {
-        let start = *self.column.get(id)? as usize;
+        let start = self.column_start(id)?;
         if matches!(self.cells.get(start), Some(F::Unset)) {
             self.compute_column(id);
         }
