@@ -81,6 +81,27 @@ pub enum Rounding {
     Ceiling,
 }
 
+impl Rounding {
+    /// Whether a value that is not a multiple of the unit rounds to the floor quotient plus one
+    /// unit: given its sign, how its remainder compares with half a unit, and whether the floor
+    /// quotient is odd.
+    #[inline]
+    pub(crate) fn rounds_up(self, negative: bool, remainder_vs_half: Ordering, odd: bool) -> bool {
+        match self {
+            Rounding::Floor => false,
+            Rounding::Ceiling => true,
+            Rounding::Down => negative,
+            Rounding::Up => !negative,
+            Rounding::HalfUp | Rounding::HalfEven => match remainder_vs_half {
+                Ordering::Less => false,
+                Ordering::Greater => true,
+                Ordering::Equal if self == Rounding::HalfUp => !negative,
+                Ordering::Equal => odd,
+            },
+        }
+    }
+}
+
 /// Greatest common divisor (binary algorithm); `gcd(0, b) == b`.
 #[inline]
 pub(crate) fn gcd(a: u128, b: u128) -> u128 {
@@ -550,20 +571,8 @@ impl Num {
         if r == 0 {
             return Ok(Num { n: q, d: scale });
         }
-        let negative = self.n < 0;
-        let up = match mode {
-            Rounding::Floor => false,
-            Rounding::Ceiling => true,
-            Rounding::Down => negative,
-            Rounding::Up => !negative,
-            // 2r vs d, written so that it cannot overflow.
-            Rounding::HalfUp | Rounding::HalfEven => match r.cmp(&(self.d - r)) {
-                Ordering::Less => false,
-                Ordering::Greater => true,
-                Ordering::Equal if mode == Rounding::HalfUp => !negative,
-                Ordering::Equal => q % 2 != 0,
-            },
-        };
+        // 2r vs d, written so that it cannot overflow.
+        let up = mode.rounds_up(self.n < 0, r.cmp(&(self.d - r)), q % 2 != 0);
         let n = if up { q.checked_add(1) } else { Some(q) };
         n.map(|n| Num { n, d: scale }).ok_or(NumError::Overflow)
     }

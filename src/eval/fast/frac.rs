@@ -196,8 +196,20 @@ impl Frac {
         self.n < 0
     }
 
-    /// Rounded as [`Num::round`] rounds.
+    /// Rounded as [`Num::round`] rounds: in 64 bits when the scaled numerator fits, else by
+    /// [`Num::round`] itself.
     pub(super) fn round(self, places: u32, mode: Rounding) -> Option<Frac> {
+        if let Some(scale) = 10i64.checked_pow(places)
+            && let Some(m) = self.n.checked_mul(scale)
+        {
+            // Floor quotient and remainder 0 <= r < d; d > 0, so neither overflows.
+            let (q, r) = (m.div_euclid(self.d), m.rem_euclid(self.d));
+            if r == 0 {
+                return Some(Frac { n: q, d: scale });
+            }
+            let up = mode.rounds_up(self.n < 0, r.cmp(&(self.d - r)), q % 2 != 0);
+            return Some(Frac { n: if up { q.checked_add(1)? } else { q }, d: scale });
+        }
         Frac::of(&self.to_num().round(places, mode).ok()?)
     }
 
@@ -252,7 +264,11 @@ mod tests {
             prop_assert_eq!(Ok(a.cmp(b)), x.cmp(&y));
             prop_assert_eq!(a.floor().to_num().cmp(&x.floor()), Ok(Ordering::Equal));
             prop_assert_eq!(a.ceil().to_num().cmp(&x.ceil()), Ok(Ordering::Equal));
-            agrees(a.round(2, Rounding::HalfUp), x.round(2, Rounding::HalfUp))?;
+            for mode in [Rounding::HalfUp, Rounding::HalfEven, Rounding::Down, Rounding::Up, Rounding::Floor, Rounding::Ceiling] {
+                for places in [0, 2, 5] {
+                    agrees(a.round(places, mode), x.round(places, mode))?;
+                }
+            }
         }
 
         #[test]
@@ -270,6 +286,18 @@ mod tests {
             prop_assert!(f.is_some());
             prop_assert_eq!(f.map(|f| f.to_num().cmp(&wide)), Some(Ok(Ordering::Equal)));
         }
+    }
+
+    #[test]
+    fn exact_halves_round_by_the_mode() {
+        let half = |n, d, places, mode| Frac { n, d }.round(places, mode).map(|f| f.to_num().to_string());
+        // Case 15 of REGULATION.md: exactly 89.995 rounds half-up to 90.00.
+        assert_eq!(half(89_995, 1000, 2, Rounding::HalfUp).as_deref(), Some("90"));
+        assert_eq!(half(5, 2, 0, Rounding::HalfEven).as_deref(), Some("2"));
+        assert_eq!(half(7, 2, 0, Rounding::HalfEven).as_deref(), Some("4"));
+        assert_eq!(half(-5, 2, 0, Rounding::HalfUp).as_deref(), Some("-3"));
+        assert_eq!(half(-5, 2, 0, Rounding::Floor).as_deref(), Some("-3"));
+        assert_eq!(half(-5, 2, 0, Rounding::Down).as_deref(), Some("-2"));
     }
 
     #[test]
