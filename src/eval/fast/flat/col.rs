@@ -61,6 +61,13 @@ impl Col {
     /// A column of zeros.
     pub(in crate::eval::fast) const ZERO: Col = Col { n: [0; MAX], d: 1 };
 
+    /// Makes this a column for no items: its lanes stay as they are (junk), its denominator is
+    /// 1, which costs nothing to bring another column to.
+    #[inline(always)]
+    pub(in crate::eval::fast) fn clear(&mut self) {
+        self.d = 1;
+    }
+
     /// Every lane `v`.
     pub(in crate::eval::fast) fn splat(v: Frac) -> Col {
         let (n, d) = v.parts();

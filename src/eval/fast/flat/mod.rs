@@ -429,6 +429,16 @@ impl Regs {
         self.cols.get_mut(r as usize & (COLS - 1))
     }
 
+    /// Column register `r` computed for no items: it holds no values, and a denominator that
+    /// costs nothing to bring another column to. No jump.
+    #[inline(always)]
+    fn no_lanes(&mut self, r: R) -> Option<R> {
+        if let Some(c) = self.col_mut(r) {
+            c.clear();
+        }
+        None
+    }
+
     /// Fills this thread's registers with junk (constants included: they are set again), so
     /// that a test sees a read of a register or lane the run did not write.
     #[cfg(test)]

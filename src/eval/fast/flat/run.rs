@@ -95,6 +95,9 @@ impl<'a> Machine<'a> {
     /// cannot tell.
     #[inline(always)]
     fn item_bits(&mut self, l: u16, mask: Bits, mut test: impl FnMut(&mut Self, &'a Record) -> Option<bool>) -> Option<Bits> {
+        if mask == 0 {
+            return Some(0);
+        }
         let items = self.list_items(l);
         let mut out = 0;
         for i in columns::each(mask) {
@@ -277,8 +280,11 @@ impl<'a> Machine<'a> {
             Ins::BitOr { d, a, b: y } => r.set_bit(d, r.bit(a) | r.bit(y)),
             Ins::BitAndNot { d, a, b: y } => r.set_bit(d, r.bit(a) & !r.bit(y)),
             Ins::CFieldN { d, slot, m, l } => {
-                let items = self.list_items(l);
                 let keep = r.bit(m);
+                if keep == 0 {
+                    return r.no_lanes(d);
+                }
+                let items = self.list_items(l);
                 let Some(out) = r.col_mut(d) else { return self.stop() };
                 let loaded = out.gather(keep, |i| match items.get(i).map(|it| it.get(slot)) {
                     Some(Value::Num(v)) => Frac::of(v),
@@ -333,8 +339,11 @@ impl<'a> Machine<'a> {
                 *out = Col::splat(v);
             }
             Ins::CYear { d, slot, m, l } => {
-                let items = self.list_items(l);
                 let keep = r.bit(m);
+                if keep == 0 {
+                    return r.no_lanes(d);
+                }
+                let items = self.list_items(l);
                 let Some(out) = r.col_mut(d) else { return self.stop() };
                 let loaded = out.gather_ints(keep, |i| match items.get(i).map(|it| it.get(slot)) {
                     Some(Value::Date(v)) => Some(crate::date::year_of(*v)),
@@ -347,6 +356,9 @@ impl<'a> Machine<'a> {
             Ins::CBcastB { d, a, m } => r.set_bit(d, if r.bit(a) != 0 { r.bit(m) } else { 0 }),
             Ins::CArith { op, d, a, b: y, m } => {
                 let keep = r.bit(m);
+                if keep == 0 {
+                    return r.no_lanes(d);
+                }
                 let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
                 let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
                 let ok = match op {
@@ -366,6 +378,9 @@ impl<'a> Machine<'a> {
             }
             Ins::CExtreme { min, d, a, b: y, m } => {
                 let keep = r.bit(m);
+                if keep == 0 {
+                    return r.no_lanes(d);
+                }
                 let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
                 let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
                 if !out.extreme(keep, min, x, y) {
@@ -374,6 +389,9 @@ impl<'a> Machine<'a> {
             }
             Ins::CSelect { d, c, a, b: y, m } => {
                 let (pick, keep) = (r.bit(c), r.bit(m));
+                if keep == 0 {
+                    return r.no_lanes(d);
+                }
                 let Some((below, out)) = split(r.cols.as_mut_slice(), d) else { return self.stop() };
                 let (Some(x), Some(y)) = (below.get(a as usize), below.get(y as usize)) else { return self.stop() };
                 if !out.select(keep, pick, x, y) {
