@@ -55,6 +55,10 @@ pub(in crate::eval::fast) struct Compiler<'p> {
     /// Item fields loaded for all the items of their list: (list, field, column, depth), kept
     /// while the code emitted runs after the load on every path.
     loads: Vec<(u16, u16, Load, R, u32)>,
+    /// Instructions emitted that compute a value from registers and the record alone, with
+    /// their register and depth, kept as `loads` are: the same instruction again is not
+    /// emitted, its register is read instead.
+    computed: Vec<(Ins, R, u32)>,
     checked: &'p Checked,
     /// The lets the trees read from the cells, as far as this compilation shows.
     pub(in crate::eval::fast) read_by_trees: Vec<bool>,
@@ -94,6 +98,7 @@ impl<'p> Compiler<'p> {
             escaped: false,
             depth: 0,
             loads: Vec::new(),
+            computed: Vec::new(),
         }
     }
 
@@ -283,23 +288,32 @@ impl<'p> Compiler<'p> {
     }
 
     /// A new number register, written by the instruction `ins` makes of it.
-    fn new_num(&mut self, ins: impl FnOnce(R) -> Ins) -> R {
-        let d = self.num();
-        self.emit(ins(d));
-        d
+    fn new_num(&mut self, ins: impl Fn(R) -> Ins) -> R {
+        self.computed_by(ins, Compiler::num)
     }
 
     /// A new item-set register, written by the instruction `ins` makes of it.
-    fn new_bit(&mut self, ins: impl FnOnce(R) -> Ins) -> R {
-        let d = self.bit();
-        self.emit(ins(d));
-        d
+    fn new_bit(&mut self, ins: impl Fn(R) -> Ins) -> R {
+        self.computed_by(ins, Compiler::bit)
     }
 
     /// A new column register, written by the instruction `ins` makes of it.
-    fn new_col(&mut self, ins: impl FnOnce(R) -> Ins) -> R {
-        let d = self.col();
+    fn new_col(&mut self, ins: impl Fn(R) -> Ins) -> R {
+        self.computed_by(ins, Compiler::col)
+    }
+
+    /// The register of the instruction `ins` makes of it: a new one from `new`, or, where the
+    /// same computation was emitted before on every path to here, its register.
+    fn computed_by(&mut self, ins: impl Fn(R) -> Ins, new: fn(&mut Self) -> R) -> R {
+        let key = ins(R::MAX);
+        if let Some(&(_, r, _)) = self.computed.iter().find(|c| c.0 == key) {
+            return r;
+        }
+        let d = new(self);
         self.emit(ins(d));
+        if key.is_pure() {
+            self.computed.push((key, d, self.depth));
+        }
         d
     }
 
@@ -325,6 +339,7 @@ impl<'p> Compiler<'p> {
         self.depth -= 1;
         let depth = self.depth;
         self.loads.retain(|l| l.4 <= depth);
+        self.computed.retain(|c| c.2 <= depth);
         v
     }
 
@@ -630,9 +645,7 @@ impl<'p> Compiler<'p> {
                         Some(c) => self.cb(c, keep, slot),
                         None => keep,
                     };
-                    let d = self.bit();
-                    self.emit(if *all { Ins::BEq { d, a: holds, b: keep } } else { Ins::BAny { d, a: holds } });
-                    d
+                    self.new_bit(|d| if *all { Ins::BEq { d, a: holds, b: keep } } else { Ins::BAny { d, a: holds } })
                 }
                 None => self.tree_b(e),
             },
@@ -663,8 +676,7 @@ impl<'p> Compiler<'p> {
             N::Coalesce(ab) if matches!(ab.0, X::Field(1, _)) => {
                 let X::Field(_, slot) = ab.0 else { return self.tree_cn(e, m, l) };
                 let present = self.load(slot, Load::Present, m, l);
-                let other = self.bit();
-                self.emit(Ins::BitAndNot { d: other, a: m, b: present });
+                let other = self.new_bit(|d| Ins::BitAndNot { d, a: m, b: present });
                 let a = self.load(slot, Load::Num, present, l);
                 let b = self.cn(&ab.1, other, l);
                 self.new_col(|d| Ins::CSelect { d, c: present, a, b, m })
@@ -680,8 +692,7 @@ impl<'p> Compiler<'p> {
             }
             N::If(cab) => {
                 let c = self.cb(&cab.0, m, l);
-                let other = self.bit();
-                self.emit(Ins::BitAndNot { d: other, a: m, b: c });
+                let other = self.new_bit(|d| Ins::BitAndNot { d, a: m, b: c });
                 let a = self.cn(&cab.1, c, l);
                 let b = self.cn(&cab.2, other, l);
                 self.new_col(|d| Ins::CSelect { d, c, a, b, m })
@@ -731,8 +742,7 @@ impl<'p> Compiler<'p> {
             }
             B::Or(ab) => {
                 let a = self.cb(&ab.0, m, l);
-                let rest = self.bit();
-                self.emit(Ins::BitAndNot { d: rest, a: m, b: a });
+                let rest = self.new_bit(|d| Ins::BitAndNot { d, a: m, b: a });
                 let b = self.cb(&ab.1, rest, l);
                 self.new_bit(|d| Ins::BitOr { d, a, b })
             }
@@ -742,8 +752,7 @@ impl<'p> Compiler<'p> {
             }
             B::If(cab) => {
                 let c = self.cb(&cab.0, m, l);
-                let other = self.bit();
-                self.emit(Ins::BitAndNot { d: other, a: m, b: c });
+                let other = self.new_bit(|d| Ins::BitAndNot { d, a: m, b: c });
                 let a = self.cb(&cab.1, c, l);
                 let b = self.cb(&cab.2, other, l);
                 self.new_bit(|d| Ins::BitOr { d, a, b })

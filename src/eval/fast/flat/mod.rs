@@ -42,7 +42,7 @@ type R = u32;
 
 /// One instruction. `d` is the register written; `m` a mask register (the items a column
 /// instruction computes); `l` the root list slot whose items a column instruction reads.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Ins {
     // Numbers at root scope.
     NField {
@@ -349,6 +349,33 @@ pub(super) struct Flat {
     pub(super) vetoes: Vec<R>,
     pub(super) caps: Vec<R>,
     pub(super) flags: Vec<R>,
+}
+
+impl Ins {
+    /// Whether the instruction computes its register from registers and the record alone, so
+    /// that running it again (on the same path) gives the same value. Not: reads of the cells,
+    /// escapes, moves and jumps (which write a register another instruction writes too).
+    fn is_pure(&self) -> bool {
+        !matches!(
+            self,
+            Ins::NFieldOr { .. }
+                | Ins::NLet { .. }
+                | Ins::NTree { .. }
+                | Ins::NMove { .. }
+                | Ins::NAvgOr { .. }
+                | Ins::BLet { .. }
+                | Ins::BTree { .. }
+                | Ins::BMove { .. }
+                | Ins::Jump { .. }
+                | Ins::JumpSet { .. }
+                | Ins::JumpIf { .. }
+                | Ins::JumpIfNot { .. }
+                | Ins::CTreeN { .. }
+                | Ins::CTreeB { .. }
+                | Ins::SetLetN { .. }
+                | Ins::SetLetB { .. }
+        )
+    }
 }
 
 /// The most registers of each kind a program may use (a rule set that needs more has no flat
