@@ -190,6 +190,12 @@ impl Frac {
         (i128::from(self.n) * i128::from(other.d)).cmp(&(i128::from(other.n) * i128::from(self.d)))
     }
 
+    /// Whether the value is 0.
+    #[inline]
+    pub(super) fn is_zero(self) -> bool {
+        self.n == 0
+    }
+
     /// Whether the value is below 0.
     #[inline]
     pub(super) fn is_negative(self) -> bool {

@@ -89,7 +89,7 @@ impl Col {
     /// Writes `value(i)` into the lanes of `keep`, over the least common multiple of their
     /// denominators; `false` (and the column unusable) where a value is missing or the
     /// denominator or a lane does not fit.
-    #[inline(always)]
+    #[inline(never)]
     pub(in crate::eval::fast) fn gather(&mut self, keep: Bits, mut value: impl FnMut(usize) -> Option<Frac>) -> bool {
         let mut d = 0i64;
         for i in columns::each(keep) {
@@ -135,7 +135,7 @@ impl Col {
     }
 
     /// Writes integer lanes (denominator 1): `value(i)` for the items of `keep`.
-    #[inline(always)]
+    #[inline(never)]
     pub(in crate::eval::fast) fn gather_ints(&mut self, keep: Bits, mut value: impl FnMut(usize) -> Option<i64>) -> bool {
         self.d = 1;
         for i in columns::each(keep) {
@@ -179,16 +179,19 @@ impl Col {
     }
 
     /// `self = a + b` on `keep`.
+    #[inline(never)]
     pub(in crate::eval::fast) fn add(&mut self, keep: Bits, a: &Col, b: &Col) -> bool {
         self.lanes(keep, a, b, false)
     }
 
     /// `self = a - b` on `keep`.
+    #[inline(never)]
     pub(in crate::eval::fast) fn sub(&mut self, keep: Bits, a: &Col, b: &Col) -> bool {
         self.lanes(keep, a, b, true)
     }
 
     /// `self = a * b` on `keep`.
+    #[inline(never)]
     pub(in crate::eval::fast) fn mul(&mut self, keep: Bits, a: &Col, b: &Col) -> bool {
         let Some(d) = a.d.checked_mul(b.d) else { return false };
         self.d = d;
@@ -198,6 +201,7 @@ impl Col {
     /// `self = a / b` on `keep`; `false` where a divisor of `keep` is zero (the trees then
     /// report it) or a value does not fit. The lanes' denominators differ, so the common one is
     /// `a`'s times the least common multiple of the divisors.
+    #[inline(never)]
     pub(in crate::eval::fast) fn div(&mut self, keep: Bits, a: &Col, b: &Col) -> bool {
         let mut l = 1i64;
         for i in columns::each(keep) {
@@ -223,7 +227,7 @@ impl Col {
 
     /// The items of `keep` where `a op b` holds; `orderings` as [`crate::eval::program::orderings`]
     /// gives them (bit 0 less, 1 equal, 2 greater).
-    #[inline(always)]
+    #[inline(never)]
     pub(in crate::eval::fast) fn compare(keep: Bits, a: &Col, b: &Col, orderings: u8) -> Bits {
         let (mut less, mut greater): (Bits, Bits) = (0, 0);
         if a.d == b.d {
@@ -243,6 +247,7 @@ impl Col {
     }
 
     /// `self = pick ? a : b` lane by lane on `keep` (`pick` one bit an item).
+    #[inline(never)]
     pub(in crate::eval::fast) fn select(&mut self, keep: Bits, pick: Bits, a: &Col, b: &Col) -> bool {
         let Some((ka, kb, d)) = Col::common(a, b) else { return false };
         self.d = d;
@@ -262,6 +267,7 @@ impl Col {
     }
 
     /// `self = min(a, b)` (or max) lane by lane on `keep`.
+    #[inline(never)]
     pub(in crate::eval::fast) fn extreme(&mut self, keep: Bits, min: bool, a: &Col, b: &Col) -> bool {
         let Some((ka, kb, d)) = Col::common(a, b) else { return false };
         self.d = d;
@@ -288,11 +294,13 @@ impl Col {
     }
 
     /// The sum of the lanes of `keep`.
+    #[inline(never)]
     pub(in crate::eval::fast) fn sum(&self, keep: Bits) -> Option<Frac> {
         Frac::ratio(self.total(keep), i128::from(self.d))
     }
 
     /// The mean of the lanes of `keep` (`None` for no lanes).
+    #[inline(never)]
     pub(in crate::eval::fast) fn mean(&self, keep: Bits) -> Option<Frac> {
         let count = i128::from(keep.count_ones());
         if count == 0 {

@@ -3,7 +3,7 @@
 
 use super::{BITS, COLS, Flat, Ins, NEXT_ID, NUMS, R};
 use crate::check::Checked;
-use crate::check::ir::Ex;
+use crate::check::ir::{Ex, Op};
 use crate::eval::fast::frac::Frac;
 use crate::eval::fast::lower::{Agg, B, N, X};
 
@@ -62,6 +62,18 @@ pub(in crate::eval::fast) struct Compiler<'p> {
     checked: &'p Checked,
     /// The lets the trees read from the cells, as far as this compilation shows.
     pub(in crate::eval::fast) read_by_trees: Vec<bool>,
+}
+
+/// `if x == 0 then k else n / x` (with `x` a named value or a field) as `(x, k, n)`.
+fn guarded_division(cab: &(B, N, N)) -> Option<(&N, &N, &N)> {
+    let (B::Cmp(Op::Eq, xz), k, N::Arith(Op::Div, nx)) = cab else { return None };
+    let (x, N::Lit(zero)) = &**xz else { return None };
+    let same = match (x, &nx.1) {
+        (N::Let(a), N::Let(b)) => a == b,
+        (N::Field(f, s), N::Field(g, t)) => f == g && s == t,
+        _ => false,
+    };
+    (zero.is_zero() && same).then_some((x, k, &nx.0))
 }
 
 /// Collects the named values and item values an expression reads.
@@ -462,6 +474,13 @@ impl<'p> Compiler<'p> {
             N::Round(places, mode, a) => {
                 let a = self.n(a);
                 self.new_num(|d| Ins::NRound { d, a, places: *places, mode: *mode })
+            }
+            N::If(cab) if guarded_division(cab).is_some() => {
+                let Some((x, k, numerator)) = guarded_division(cab) else { return self.tree_n(e) };
+                let b = self.n(x);
+                let k = self.n(k);
+                let a = self.n(numerator);
+                self.new_num(|d| Ins::NDivOr { d, a, b, k })
             }
             N::If(cab) => {
                 let d = self.num();

@@ -74,6 +74,14 @@ enum Ins {
         a: R,
         b: R,
     },
+    /// `a / b`, or `k` where `b` is 0 (`if b == 0 then k else a / b`, the rules' guarded
+    /// share, with both sides computed before).
+    NDivOr {
+        d: R,
+        a: R,
+        b: R,
+        k: R,
+    },
     NArith {
         op: Op,
         d: R,

@@ -162,6 +162,16 @@ impl<'a> Machine<'a> {
                 let v = self.num(v);
                 r.set_num(d, v);
             }
+            Ins::NDivOr { d, a, b, k } => {
+                let y = r.num(b);
+                let v = if y.is_zero() {
+                    r.num(k)
+                } else {
+                    let v = r.num(a).div(y);
+                    self.num(v)
+                };
+                r.set_num(d, v);
+            }
             Ins::NNeg { d, a } => {
                 let v = r.num(a).neg();
                 let v = self.num(v);
