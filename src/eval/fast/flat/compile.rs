@@ -286,17 +286,29 @@ impl<'p> Compiler<'p> {
     /// Points the jump at `at` to the next instruction.
     fn land(&mut self, at: usize) {
         let to = self.here();
-        if let Some(
-            Ins::Jump { to: t }
-            | Ins::JumpIf { to: t, .. }
-            | Ins::JumpIfNot { to: t, .. }
-            | Ins::JumpSet { to: t, .. }
-            | Ins::NFieldOr { to: t, .. }
-            | Ins::NAvgOr { to: t, .. },
-        ) = self.code.get_mut(at)
-        {
+        if let Some(t) = self.code.get_mut(at).and_then(Ins::target_mut) {
             *t = to;
         }
+    }
+
+    /// Gives register `d` the value of `a`, which the code emitted since `start` computed in
+    /// registers numbered `fresh` and up: by making the instruction that computed `a` write
+    /// `d` instead where no other path can tell (it is the last, and no jump lands after it),
+    /// else by a move. `num`: number registers, else bits registers.
+    fn move_into(&mut self, d: R, a: R, start: usize, fresh: R, num: bool) {
+        let here = self.here();
+        let lands_here = self.code.iter_mut().any(|i| i.target_mut().is_some_and(|t| *t == here));
+        if a >= fresh
+            && self.code.len() > start
+            && !lands_here
+            && let Some(last) = self.code.last_mut()
+            && let Some(w) = if num { last.num_dest_mut() } else { last.bit_dest_mut() }
+            && *w == a
+        {
+            *w = d;
+            return;
+        }
+        self.emit(if num { Ins::NMove { d, a } } else { Ins::BMove { d, a } });
     }
 
     /// A new number register, written by the instruction `ins` makes of it.
@@ -487,18 +499,20 @@ impl<'p> Compiler<'p> {
                 let c = self.b(&cab.0);
                 let skip = self.code.len();
                 self.emit(Ins::JumpIfNot { b: c, to: 0 });
+                let fresh = self.nums;
                 let a = self.branch(|me| me.n(&cab.1));
                 if self.code.len() == skip + 1 {
                     // The `then` value is a register already: the `else` side alone may need code.
                     self.code.truncate(skip);
                     self.emit(Ins::JumpIf { b: c, to: 0 });
+                    let fresh = self.nums;
                     let b = self.branch(|me| me.n(&cab.2));
                     if self.code.len() == skip + 1 {
                         self.code.truncate(skip);
                         self.emit(Ins::NSelect { d, c, a, b });
                         return d;
                     }
-                    self.emit(Ins::NMove { d, a: b });
+                    self.move_into(d, b, skip + 1, fresh, true);
                     let end = self.code.len();
                     self.emit(Ins::Jump { to: 0 });
                     self.land(skip);
@@ -506,12 +520,13 @@ impl<'p> Compiler<'p> {
                     self.land(end);
                     return d;
                 }
-                self.emit(Ins::NMove { d, a });
+                self.move_into(d, a, skip + 1, fresh, true);
                 let end = self.code.len();
                 self.emit(Ins::Jump { to: 0 });
                 self.land(skip);
+                let (start, fresh) = (self.code.len(), self.nums);
                 let b = self.branch(|me| me.n(&cab.2));
-                self.emit(Ins::NMove { d, a: b });
+                self.move_into(d, b, start, fresh, true);
                 self.land(end);
                 d
             }
@@ -531,8 +546,9 @@ impl<'p> Compiler<'p> {
                 let d = self.num();
                 let at = self.code.len();
                 self.emit(Ins::NAvgOr { d, c, m: keep, to: 0 });
+                let fresh = self.nums;
                 let b = self.branch(|me| me.n(&ab.1));
-                self.emit(Ins::NMove { d, a: b });
+                self.move_into(d, b, at + 1, fresh, true);
                 self.land(at);
                 d
             }
@@ -541,8 +557,9 @@ impl<'p> Compiler<'p> {
                 let d = self.num();
                 let at = self.code.len();
                 self.emit(Ins::NFieldOr { d, slot, to: 0 });
+                let fresh = self.nums;
                 let b = self.branch(|me| me.n(&ab.1));
-                self.emit(Ins::NMove { d, a: b });
+                self.move_into(d, b, at + 1, fresh, true);
                 self.land(at);
                 d
             }
@@ -602,6 +619,7 @@ impl<'p> Compiler<'p> {
                 let a = self.b(&ab.0);
                 let at = self.code.len();
                 self.emit(Ins::JumpSet { d, a, on: !and, to: 0 });
+                let fresh = self.bits;
                 let b = self.branch(|me| me.b(&ab.1));
                 if self.code.len() == at + 1 {
                     // The right side is a register already: no need to jump over it.
@@ -609,7 +627,7 @@ impl<'p> Compiler<'p> {
                     self.emit(if and { Ins::BitAnd { d, a, b } } else { Ins::BitOr { d, a, b } });
                     return d;
                 }
-                self.emit(Ins::BMove { d, a: b });
+                self.move_into(d, b, at + 1, fresh, false);
                 self.land(at);
                 d
             }
@@ -618,13 +636,15 @@ impl<'p> Compiler<'p> {
                 let c = self.b(&cab.0);
                 let skip = self.code.len();
                 self.emit(Ins::JumpIfNot { b: c, to: 0 });
+                let fresh = self.bits;
                 let a = self.branch(|me| me.b(&cab.1));
-                self.emit(Ins::BMove { d, a });
+                self.move_into(d, a, skip + 1, fresh, false);
                 let end = self.code.len();
                 self.emit(Ins::Jump { to: 0 });
                 self.land(skip);
+                let (start, fresh) = (self.code.len(), self.bits);
                 let b = self.branch(|me| me.b(&cab.2));
-                self.emit(Ins::BMove { d, a: b });
+                self.move_into(d, b, start, fresh, false);
                 self.land(end);
                 d
             }

@@ -360,6 +360,70 @@ pub(super) struct Flat {
 }
 
 impl Ins {
+    /// Where the instruction may jump to.
+    fn target_mut(&mut self) -> Option<&mut R> {
+        match self {
+            Ins::Jump { to }
+            | Ins::JumpIf { to, .. }
+            | Ins::JumpIfNot { to, .. }
+            | Ins::JumpSet { to, .. }
+            | Ins::NFieldOr { to, .. }
+            | Ins::NAvgOr { to, .. } => Some(to),
+            _ => None,
+        }
+    }
+
+    /// The number register a straight-line instruction (one that never jumps) writes.
+    fn num_dest_mut(&mut self) -> Option<&mut R> {
+        match self {
+            Ins::NField { d, .. }
+            | Ins::NLet { d, .. }
+            | Ins::NTree { d, .. }
+            | Ins::NMove { d, .. }
+            | Ins::NSelect { d, .. }
+            | Ins::NDivOr { d, .. }
+            | Ins::NArith { d, .. }
+            | Ins::NNeg { d, .. }
+            | Ins::NRound { d, .. }
+            | Ins::NExtreme { d, .. }
+            | Ins::NLen { d, .. }
+            | Ins::NPopcnt { d, .. }
+            | Ins::NSum { d, .. }
+            | Ins::NPeriodYear { d, .. } => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The bits register a straight-line instruction (one that never jumps) writes.
+    fn bit_dest_mut(&mut self) -> Option<&mut R> {
+        match self {
+            Ins::BCmpConst { d, .. }
+            | Ins::BInConsts { d, .. }
+            | Ins::BLit { d, .. }
+            | Ins::BField { d, .. }
+            | Ins::BPresent { d, .. }
+            | Ins::BLet { d, .. }
+            | Ins::BTree { d, .. }
+            | Ins::BMove { d, .. }
+            | Ins::BNot { d, .. }
+            | Ins::BCmp { d, .. }
+            | Ins::BEq { d, .. }
+            | Ins::BAny { d, .. }
+            | Ins::BitsZero { d }
+            | Ins::BitAnd { d, .. }
+            | Ins::BitOr { d, .. }
+            | Ins::BitAndNot { d, .. }
+            | Ins::CFieldB { d, .. }
+            | Ins::CPresent { d, .. }
+            | Ins::CCmpConst { d, .. }
+            | Ins::CCmpFields { d, .. }
+            | Ins::CBcastB { d, .. }
+            | Ins::CCmp { d, .. }
+            | Ins::CTreeB { d, .. } => Some(d),
+            _ => None,
+        }
+    }
+
     /// Whether the instruction computes its register from registers and the record alone, so
     /// that running it again (on the same path) gives the same value. Not: reads of the cells,
     /// escapes, moves and jumps (which write a register another instruction writes too).
