@@ -55,6 +55,12 @@ impl Frac {
         (self.n, self.d)
     }
 
+    /// `n / d`; `None` unless `d > 0`.
+    #[inline]
+    pub(super) fn new(n: i64, d: i64) -> Option<Frac> {
+        (d > 0).then(|| Frac::halved(n, d))
+    }
+
     /// `n / d` (`d > 0`), if it fits 64 bits (in lowest terms if need be).
     #[inline]
     pub(super) fn ratio(n: i128, d: i128) -> Option<Frac> {

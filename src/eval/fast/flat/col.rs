@@ -281,22 +281,33 @@ impl Col {
         }
     }
 
-    /// The sum of the lanes of `keep`, over the column's denominator.
+    /// The sum of the lanes of `keep`, over the column's denominator: in 64 bits, or in 128
+    /// where that overflows.
     #[inline(always)]
-    fn total(&self, keep: Bits) -> i128 {
-        let mut s = 0i128;
+    fn total(&self, keep: Bits) -> Result<i64, i128> {
+        let (mut s, mut over) = (0i64, false);
         for (i, &x) in self.n.iter().enumerate().take(span(keep)) {
             // Branch-free: a lane outside `keep` adds 0.
             let inside = 0i64.wrapping_sub(i64::from(keep >> i & 1 == 1));
-            s += i128::from(x & inside);
+            let (v, o) = s.overflowing_add(x & inside);
+            (s, over) = (v, over | o);
         }
-        s
+        if over { Err(self.total_wide(keep)) } else { Ok(s) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn total_wide(&self, keep: Bits) -> i128 {
+        columns::each(keep).filter_map(|i| self.n.get(i)).map(|&x| i128::from(x)).sum()
     }
 
     /// The sum of the lanes of `keep`.
     #[inline(never)]
     pub(in crate::eval::fast) fn sum(&self, keep: Bits) -> Option<Frac> {
-        Frac::ratio(self.total(keep), i128::from(self.d))
+        match self.total(keep) {
+            Ok(s) => Frac::new(s, self.d),
+            Err(s) => Frac::ratio(s, i128::from(self.d)),
+        }
     }
 
     /// The mean of the lanes of `keep` (`None` for no lanes).
@@ -306,7 +317,11 @@ impl Col {
         if count == 0 {
             return None;
         }
-        Frac::ratio(self.total(keep), i128::from(self.d) * count)
+        let s = match self.total(keep) {
+            Ok(s) => i128::from(s),
+            Err(s) => s,
+        };
+        Frac::ratio(s, i128::from(self.d) * count)
     }
 }
 
@@ -451,6 +466,17 @@ mod tests {
         wide[5] = (i64::MAX, 1);
         let w = column(&wide, 0b10_0011);
         assert!(out.add(0b11, &w, &w), "lane 5 is outside the mask");
+    }
+
+    #[test]
+    fn a_sum_that_overflows_on_the_way_is_summed_again_wide() {
+        let mut lanes = [(0, 1); MAX];
+        lanes[0] = (i64::MAX, 1);
+        lanes[1] = (1, 1);
+        lanes[2] = (-2, 1);
+        let c = column(&lanes, 0b111);
+        assert_eq!(c.sum(0b111).map(Frac::parts), Some((i64::MAX - 1, 1)));
+        assert!(c.sum(0b011).is_none(), "MAX + 1 does not fit");
     }
 
     #[test]
