@@ -11,6 +11,10 @@ use merit::eval::record::{self, Record};
 use merit::eval::{TraceLevel, evaluate};
 use std::sync::LazyLock;
 
+/// The allocator the `merit` binary uses (src/main.rs), so that the figures are the service's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     divan::main();
 }

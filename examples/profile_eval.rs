@@ -5,6 +5,10 @@
 //! the record carries assessed task points instead, as it must). Instruction counts per record
 //! at several task counts separate the per-task cost from the fixed cost (docs/performance.md).
 #![allow(clippy::expect_used, reason = "a profiling harness fails loudly")]
+/// The allocator the `merit` binary uses (src/main.rs), so that the figures are the service's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let text = include_str!("../rules/reg366.merit");
     let (rs, _) = merit::compile::compile("rules/reg366.merit", text).expect("compiles");
