@@ -310,6 +310,30 @@ impl Col {
         }
     }
 
+    /// The sum over the lanes of `keep` of `a` times `b`: in 64 bits, or in 128 where that
+    /// overflows; `None` where even that does not fit.
+    #[inline(never)]
+    pub(in crate::eval::fast) fn dot(keep: Bits, a: &Col, b: &Col) -> Option<Frac> {
+        let d = a.d.checked_mul(b.d)?;
+        let (mut s, mut over) = (0i64, false);
+        for (i, (&x, &y)) in a.n.iter().zip(&b.n).enumerate().take(span(keep)) {
+            // Branch-free: a lane outside `keep` adds 0 (and its overflow is dropped).
+            let inside = keep >> i & 1 == 1;
+            let (p, o1) = x.overflowing_mul(y);
+            let (v, o2) = s.overflowing_add(p & 0i64.wrapping_sub(i64::from(inside)));
+            (s, over) = (v, over | (inside & o1) | o2);
+        }
+        if !over {
+            return Frac::new(s, d);
+        }
+        let mut wide = 0i128;
+        for i in columns::each(keep) {
+            let (x, y) = (i128::from(*a.n.get(i)?), i128::from(*b.n.get(i)?));
+            wide = wide.checked_add(x * y)?;
+        }
+        Frac::ratio(wide, i128::from(d))
+    }
+
     /// The mean of the lanes of `keep` (`None` for no lanes).
     #[inline(never)]
     pub(in crate::eval::fast) fn mean(&self, keep: Bits) -> Option<Frac> {
@@ -422,6 +446,8 @@ mod tests {
             }
             let sum = columns::each(keep).try_fold(Frac::ZERO, |s, i| s.add(at(&x, i)));
             prop_assert!(matches!((a.sum(keep), sum), (Some(g), Some(w)) if g.cmp(w) == Ordering::Equal));
+            let dot = columns::each(keep).try_fold(Frac::ZERO, |s, i| s.add(at(&x, i).mul(at(&y, i))?));
+            prop_assert!(matches!((Col::dot(keep, &a, &b), dot), (Some(g), Some(w)) if g.cmp(w) == Ordering::Equal));
             let mean = sum.and_then(|s| s.div(Frac::int(i64::from(keep.count_ones()))));
             prop_assert_eq!(a.mean(keep).map(|m| mean.map(|w| m.cmp(w))), mean.map(|_| Some(Ordering::Equal)));
         }
@@ -477,6 +503,20 @@ mod tests {
         let c = column(&lanes, 0b111);
         assert_eq!(c.sum(0b111).map(Frac::parts), Some((i64::MAX - 1, 1)));
         assert!(c.sum(0b011).is_none(), "MAX + 1 does not fit");
+    }
+
+    #[test]
+    fn a_weighted_sum_that_overflows_64_bits_is_exact_in_128() {
+        let mut lanes = [(0, 1); MAX];
+        lanes[0] = (i64::MAX / 2, 1);
+        lanes[1] = (i64::MAX / 2, 1);
+        let big = column(&lanes, 0b11);
+        let twos = column(&[(2, 1); MAX], 0b11);
+        // (MAX/2)·2 twice: each product fits, their sum does not (and in lowest terms neither).
+        assert!(Col::dot(0b11, &big, &twos).is_none());
+        let halves = column(&[(1, 2); MAX], 0b11);
+        assert_eq!(Col::dot(0b11, &big, &halves).map(Frac::parts), Some((i64::MAX / 2, 1)));
+        assert_eq!(Col::dot(0b01, &big, &twos).map(Frac::parts), Some((i64::MAX - 1, 1)));
     }
 
     #[test]

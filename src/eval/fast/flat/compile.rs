@@ -591,6 +591,12 @@ impl<'p> Compiler<'p> {
                         Some(f) => self.cb(f, m, slot),
                         None => m,
                     };
+                    if let N::Arith(Op::Mul, xy) = &agg.item {
+                        // A weighted sum: one pass, no column of products.
+                        let a = self.cn(&xy.0, keep, slot);
+                        let b = self.cn(&xy.1, keep, slot);
+                        return self.new_num(|d| Ins::NDot { d, a, b, m: keep });
+                    }
                     let c = self.cn(&agg.item, keep, slot);
                     self.new_num(|d| Ins::NSum { d, c, m: keep })
                 }

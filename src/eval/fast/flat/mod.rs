@@ -112,6 +112,13 @@ enum Ins {
         d: R,
         a: R,
     },
+    /// The sum over the items of `m` of column `a` times column `b` (a weighted sum).
+    NDot {
+        d: R,
+        a: R,
+        b: R,
+        m: R,
+    },
     NSum {
         d: R,
         c: R,
@@ -389,6 +396,7 @@ impl Ins {
             | Ins::NLen { d, .. }
             | Ins::NPopcnt { d, .. }
             | Ins::NSum { d, .. }
+            | Ins::NDot { d, .. }
             | Ins::NPeriodYear { d, .. } => Some(d),
             _ => None,
         }

@@ -195,6 +195,11 @@ impl<'a> Machine<'a> {
                 r.set_num(d, v);
             }
             Ins::NPopcnt { d, a } => r.set_num(d, Frac::int(i64::from(r.bit(a).count_ones()))),
+            Ins::NDot { d, a, b, m } => {
+                let v = Col::dot(r.bit(m), r.col(a), r.col(b));
+                let v = self.num(v);
+                r.set_num(d, v);
+            }
             Ins::NSum { d, c, m } => {
                 let v = r.col(c).sum(r.bit(m));
                 let v = self.num(v);
