@@ -2,7 +2,9 @@
 //! record (10 tasks): with the trace off, with the summary and with the full trace; decoding
 //! the record from JSON is measured beside it (DESIGN.md "Benchmarks").
 //!
-//! Run: `cargo bench --bench classify`. Records/s = 1 / median time.
+//! Run: `cargo bench --bench classify`. Records/s = 1 / median time. The evaluation benchmarks
+//! time 100 records a sample (200 samples), so that a sample is not one call of about a
+//! microsecond, within a few timer ticks and at the mercy of one interruption.
 
 #![allow(clippy::expect_used, reason = "benchmarks fail loudly on broken fixtures")]
 
@@ -28,17 +30,17 @@ const RECORD: &str = include_str!("../examples/staff_2025.json");
 
 static DECODED: LazyLock<Record> = LazyLock::new(|| record::from_json_text(&RULES.checked.schema, RECORD).expect("example record fits"));
 
-#[divan::bench]
+#[divan::bench(sample_count = 200, sample_size = 100)]
 fn evaluate_trace_off() -> u8 {
     evaluate(&RULES, divan::black_box(&DECODED), TraceLevel::None).map(|o| o.level).unwrap_or(u8::MAX)
 }
 
-#[divan::bench]
+#[divan::bench(sample_count = 200, sample_size = 100)]
 fn evaluate_trace_summary() -> usize {
     evaluate(&RULES, divan::black_box(&DECODED), TraceLevel::Summary).map(|o| o.trace.len()).unwrap_or(0)
 }
 
-#[divan::bench]
+#[divan::bench(sample_count = 200, sample_size = 100)]
 fn evaluate_trace_full() -> usize {
     evaluate(&RULES, divan::black_box(&DECODED), TraceLevel::Full).map(|o| o.trace.len()).unwrap_or(0)
 }

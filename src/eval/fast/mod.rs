@@ -3,8 +3,9 @@
 //!
 //! It is fast because it is allowed to give up. It does not explain a failure, so it carries no
 //! `Result` through the tree: a failure (an absent value used, a division by zero, a number that
-//! does not fit 64 bits even in lowest terms, a value of an unexpected type, a `match` with no
-//! arm, a bad period) only marks the run as given up, and [`super::evaluate`] then runs the
+//! does not fit 64 bits even in lowest terms, or a column whose lanes or shared denominator do
+//! not fit, a value of an unexpected type, a `match` with no arm, a bad period) only marks the
+//! run as given up, and [`super::evaluate`] then runs the
 //! closures from scratch, which say what and where; a record an `invalid` rule rejects is handed
 //! over at once. Numbers are [`Frac`]s of two `i64` (in registers) instead of
 //! [`crate::num::Num`]s (in memory). Named values and item columns are kept in one vector of

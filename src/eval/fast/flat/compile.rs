@@ -1,5 +1,5 @@
 //! Compiling a plan's trees into a [`Flat`] program: the dependency order of the values, the
-//! registers, the jumps, the shared loads, and the escapes to the trees.
+//! registers, the jumps, the shared loads and computations, and the escapes to the trees.
 
 use super::{BITS, COLS, Flat, Ins, NEXT_ID, NUMS, R};
 use crate::check::Checked;

@@ -434,7 +434,9 @@ impl Ins {
 
     /// Whether the instruction computes its register from registers and the record alone, so
     /// that running it again (on the same path) gives the same value. Not: reads of the cells,
-    /// escapes, moves and jumps (which write a register another instruction writes too).
+    /// escapes, moves and jumps (which write a register another instruction writes too). A pure
+    /// instruction whose register `move_into` replaces by a branch's join register is no longer
+    /// shared: its entry was made inside the branch and dropped when the branch ended.
     fn is_pure(&self) -> bool {
         !matches!(
             self,
