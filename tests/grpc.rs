@@ -467,7 +467,7 @@ async fn records_the_direct_decoder_leaves_are_answered_the_long_way() {
 async fn a_batch_past_its_deadline_ends_with_a_deadline_status_and_the_server_serves_on() {
     let server = bundled().await;
     let mut client = ClassificationServiceClient::new(channel(&server).await);
-    // Far more records than any server classifies within the deadlines below.
+    // Enough records that their answers take a while to stream.
     let records: Vec<pb::BatchRecord> = (0..20_000)
         .map(|i| pb::BatchRecord {
             record: Some(convert::json_record(&serde_json::json!({
@@ -476,50 +476,69 @@ async fn a_batch_past_its_deadline_ends_with_a_deadline_status_and_the_server_se
             idempotency_key: String::new(),
         })
         .collect();
-    // How long this build takes for the whole batch, from 1,000 records without a deadline:
-    // the second deadline is a fifth of that, in the middle of the answers whatever the build
-    // and the machine (a fixed one was passed by a release build, and ran out before the first
-    // answer in a debug one).
-    let started = std::time::Instant::now();
-    let sample = pb::ClassifyBatchRequest {
-        ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }),
-        records: records.iter().take(1_000).cloned().collect(),
-        options: None,
-    };
-    let mut stream = client.classify_batch(sample).await.expect("a batch").into_inner();
-    while stream.message().await.expect("answers").is_some() {}
-    let whole = started.elapsed() * 20;
-    let middle = (whole / 5).max(Duration::from_millis(5));
-    let mut ended_in_the_middle = false;
-    for timeout in [Duration::from_millis(1), middle] {
+    // When this build's answers begin and end, from the batch without a deadline: the second
+    // deadline starts a third of the way between, and is shortened while the whole batch is
+    // still answered within it, or lengthened while none of it is (a fixed one was passed by
+    // a release build, and ran out before the first answer in a debug one).
+    let batch = |timeout: Option<Duration>| {
         let mut req = tonic::Request::new(pb::ClassifyBatchRequest {
             ruleset: Some(pb::RuleSetReference { id: "reg366_individual".into(), version: None }),
             records: records.clone(),
             options: None,
         });
-        req.set_timeout(timeout);
-        let (status, answered) = match client.classify_batch(req).await {
-            Err(status) => (status, 0),
+        if let Some(t) = timeout {
+            req.set_timeout(t);
+        }
+        req
+    };
+    let started = std::time::Instant::now();
+    let mut stream = client.classify_batch(batch(None)).await.expect("a batch").into_inner();
+    let mut first = None;
+    while stream.message().await.expect("answers").is_some() {
+        first.get_or_insert_with(|| started.elapsed());
+    }
+    let last = started.elapsed();
+    let first = first.unwrap_or(last);
+    let mut timeout = Duration::from_millis(1);
+    let mut among_the_answers = first + (last - first) / 3;
+    let mut ended_in_the_middle = false;
+    for attempt in 0..8 {
+        let (status, answered) = match client.classify_batch(batch(Some(timeout))).await {
+            Err(status) => (Some(status), 0),
             Ok(stream) => {
                 let mut stream = stream.into_inner();
                 let mut answered = 0;
                 loop {
                     match stream.message().await {
                         Ok(Some(_)) => answered += 1,
-                        Ok(None) => panic!("all {answered} records answered despite a {timeout:?} deadline"),
-                        Err(status) => break (status, answered),
+                        Ok(None) => break (None, answered),
+                        Err(status) => break (Some(status), answered),
                     }
                 }
             }
         };
-        println!("{timeout:?}: ended after {answered} answers: {:?} {}", status.code(), status.message());
+        println!("{timeout:?}: ended after {answered} answers: {:?}", status.as_ref().map(|s| (s.code(), s.message())));
+        let Some(status) = status else {
+            // Answered in full within the deadline: it was too long (never the first, 1 ms).
+            assert!(attempt > 0, "all {answered} records answered despite a {timeout:?} deadline");
+            among_the_answers /= 2;
+            timeout = among_the_answers;
+            continue;
+        };
         assert!(matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled), "{status:?}");
         if status.code() == Code::DeadlineExceeded {
             assert_eq!(status.message(), format!("deadline exceeded after {answered} records"));
         }
-        ended_in_the_middle |= answered > 0;
+        if answered > 0 {
+            ended_in_the_middle = true;
+            break;
+        }
+        if attempt > 0 {
+            among_the_answers = among_the_answers * 3 / 2;
+        }
+        timeout = among_the_answers;
     }
-    assert!(ended_in_the_middle, "no deadline ended the batch after some answers (the second was {middle:?})");
+    assert!(ended_in_the_middle, "no deadline ended the batch after some answers (answers from {first:?} to {last:?} without one)");
     // The server goes on serving.
     client.classify(request("reg366_individual", &example(), pb::TraceDetail::None)).await.expect("still serving");
     server.shutdown().await.expect("stops");
