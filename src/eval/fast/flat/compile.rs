@@ -291,13 +291,26 @@ impl<'p> Compiler<'p> {
         }
     }
 
+    /// The `else` side of an `if` whose `then` side was emitted after the jump at `skip`: a jump
+    /// over it, then its code, its value given to `d` (`num`: a number, else a condition).
+    fn otherwise(&mut self, d: R, skip: usize, num: bool, emit: impl FnOnce(&mut Self) -> R) {
+        let end = self.code.len();
+        self.emit(Ins::Jump { to: 0 });
+        self.land(skip);
+        let (start, fresh) = (self.code.len(), if num { self.nums } else { self.bits });
+        let b = self.branch(emit);
+        self.move_into(d, b, start, fresh, num);
+        self.land(end);
+    }
+
     /// Gives register `d` the value of `a`, which the code emitted since `start` computed in
     /// registers numbered `fresh` and up: by making the instruction that computed `a` write
     /// `d` instead where no other path can tell (it is the last, and no jump lands after it),
     /// else by a move. `num`: number registers, else bits registers.
     fn move_into(&mut self, d: R, a: R, start: usize, fresh: R, num: bool) {
         let here = self.here();
-        let lands_here = self.code.iter_mut().any(|i| i.target_mut().is_some_and(|t| *t == here));
+        // Only the branch's own jumps can have landed here yet.
+        let lands_here = self.code.iter_mut().skip(start).any(|i| i.target_mut().is_some_and(|t| *t == here));
         if a >= fresh
             && self.code.len() > start
             && !lands_here
@@ -487,14 +500,13 @@ impl<'p> Compiler<'p> {
                 let a = self.n(a);
                 self.new_num(|d| Ins::NRound { d, a, places: *places, mode: *mode })
             }
-            N::If(cab) if guarded_division(cab).is_some() => {
-                let Some((x, k, numerator)) = guarded_division(cab) else { return self.tree_n(e) };
-                let b = self.n(x);
-                let k = self.n(k);
-                let a = self.n(numerator);
-                self.new_num(|d| Ins::NDivOr { d, a, b, k })
-            }
             N::If(cab) => {
+                if let Some((x, k, numerator)) = guarded_division(cab) {
+                    let b = self.n(x);
+                    let k = self.n(k);
+                    let a = self.n(numerator);
+                    return self.new_num(|d| Ins::NDivOr { d, a, b, k });
+                }
                 let d = self.num();
                 let c = self.b(&cab.0);
                 let skip = self.code.len();
@@ -521,13 +533,7 @@ impl<'p> Compiler<'p> {
                     return d;
                 }
                 self.move_into(d, a, skip + 1, fresh, true);
-                let end = self.code.len();
-                self.emit(Ins::Jump { to: 0 });
-                self.land(skip);
-                let (start, fresh) = (self.code.len(), self.nums);
-                let b = self.branch(|me| me.n(&cab.2));
-                self.move_into(d, b, start, fresh, true);
-                self.land(end);
+                self.otherwise(d, skip, true, |me| me.n(&cab.2));
                 d
             }
             N::Year(x) if matches!(&**x, X::PeriodEnd(t) if matches!(**t, X::Field(0, _))) => {
@@ -645,13 +651,7 @@ impl<'p> Compiler<'p> {
                 let fresh = self.bits;
                 let a = self.branch(|me| me.b(&cab.1));
                 self.move_into(d, a, skip + 1, fresh, false);
-                let end = self.code.len();
-                self.emit(Ins::Jump { to: 0 });
-                self.land(skip);
-                let (start, fresh) = (self.code.len(), self.bits);
-                let b = self.branch(|me| me.b(&cab.2));
-                self.move_into(d, b, start, fresh, false);
-                self.land(end);
+                self.otherwise(d, skip, false, |me| me.b(&cab.2));
                 d
             }
             B::Cmp(op, ab) => {
